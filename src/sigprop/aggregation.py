@@ -1,0 +1,185 @@
+"""From raw seed-level tables to the per-figure tables the plots read: means, 95% intervals, theory."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from sigprop import theory
+from sigprop.model import resolve_alpha
+
+LEVEL = 0.95
+N_BOOT = 1000
+
+
+def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
+    """Mean and Student-t 95% interval of the mean over seeds."""
+    values = np.asarray(values, dtype=float)
+    m = float(values.mean())
+    if len(values) < 2:
+        return m, np.nan, np.nan
+    half = stats.t.ppf(0.5 + LEVEL / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return m, m - half, m + half
+
+
+def ratio_ci(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """E[num] / E[den] over seeds, with a percentile-bootstrap 95% interval (resampling seeds)."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    point = float(num.mean() / den.mean())
+    if len(num) < 2:
+        return point, np.nan, np.nan
+    idx = np.random.default_rng(seed).integers(0, len(num), size=(N_BOOT, len(num)))
+    boot = num[idx].mean(1) / den[idx].mean(1)
+    lo, hi = np.quantile(boot, [0.5 - LEVEL / 2, 0.5 + LEVEL / 2])
+    return point, float(lo), float(hi)
+
+
+def summarise(df: pd.DataFrame, by: Sequence[str], value: str = "value") -> pd.DataFrame:
+    """Group ``df`` by ``by`` and return mean, ci_low, ci_high and n_seeds of ``value``."""
+    out = []
+    for key, grp in df.groupby(list(by), sort=True):
+        m, lo, hi = mean_ci(grp[value].to_numpy())
+        out.append((*key, m, lo, hi, len(grp)))
+    return pd.DataFrame(out, columns=[*by, "mean", "ci_low", "ci_high", "n_seeds"])
+
+
+def _wide(df: pd.DataFrame, index: Sequence[str]) -> pd.DataFrame:
+    """Raw long table to one column per metric."""
+    return df.pivot_table(index=list(index), columns="metric", values="value").reset_index()
+
+
+def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """rho^l per group and layer: E[offdiag] / ((n-1) E|X|^2) over seeds, bootstrap interval, theory.
+
+    The theory column is SPEC section 3 for uniform attention, linear, no LN, with the measured
+    mean input statistics (layer 0) and ``a1`` from the ``alpha`` (or ``alpha1``) column.
+    """
+    wide = _wide(raw, [*by, "n_tokens", "n_layers", "seed", "layer"])
+    rows = []
+    for key, grp in wide.groupby([*by, "n_tokens", "n_layers"], sort=True):
+        group = dict(zip([*by, "n_tokens", "n_layers"], key))
+        n, n_layers = int(group["n_tokens"]), int(group["n_layers"])
+        a1 = resolve_alpha(group.get("alpha", group.get("alpha1", 1.0)), n_layers)
+        a2 = resolve_alpha(group.get("alpha", group.get("alpha2", 1.0)), n_layers)
+        layer0 = grp[grp.layer == 0]
+        x_sq = layer0.sq_norm.mean()
+        c0 = (layer0.offdiag + layer0.sq_norm).mean()
+        for layer, g in grp.groupby("layer"):
+            rho = ratio_ci(g.offdiag.to_numpy(), (n - 1) * g.sq_norm.to_numpy())
+            norm = mean_ci(g.sq_norm.to_numpy())
+            rows.append({**group, "layer": layer, "metric": "correlation", "mean": rho[0], "ci_low": rho[1],
+                         "ci_high": rho[2], "theory": float(theory.correlation(n, x_sq, c0, layer, a1))})
+            rows.append({**group, "layer": layer, "metric": "sq_norm", "mean": norm[0], "ci_low": norm[1],
+                         "ci_high": norm[2], "theory": float(theory.sq_norm(n, x_sq, c0, layer, a1, a2))})
+    return pd.DataFrame(rows)
+
+
+def encoder_init_table(raw: pd.DataFrame, norms: Sequence[str]) -> pd.DataFrame:
+    """Figs 3 and 9: token cosine, and Q/K/V gradient norms relative to layer 1, per alpha and layer."""
+    raw = raw[raw.norm.isin(norms)]
+    cos = summarise(raw[raw.metric == "cosine"], ["norm", "alpha", "layer"]).assign(metric="cosine")
+    grads = raw[raw.metric.str.startswith("grad_")].copy()
+    first = grads[grads.layer == 1].set_index(["norm", "alpha", "seed", "metric"]).value
+    grads["value"] = grads.value / first.loc[list(zip(grads.norm, grads.alpha, grads.seed, grads.metric))].to_numpy()
+    ratio = summarise(grads, ["norm", "alpha", "metric", "layer"])
+    ratio["metric"] = ratio.metric.str.replace("grad_w", "grad_ratio_")
+    return pd.concat([cos, ratio], ignore_index=True)
+
+
+def fig03(raw: pd.DataFrame) -> pd.DataFrame:
+    """POST-LN at init."""
+    return encoder_init_table(raw, ["post"])
+
+
+def fig09(raw: pd.DataFrame) -> pd.DataFrame:
+    """PRE-LN at init."""
+    return encoder_init_table(raw, ["pre"])
+
+
+def fig04(raw: pd.DataFrame) -> pd.DataFrame:
+    """Correlation vs layer for PRE-LN, POST-LN and No-LN, unscaled and 1/sqrt(L)."""
+    keep = raw[raw.alpha.isin(["1", "1/sqrt(L)"]) & raw.metric.isin(["offdiag", "sq_norm"])]
+    table = correlation_table(keep, ["norm", "alpha"])
+    table = table[table.metric == "correlation"].copy()
+    table.loc[table.norm != "none", "theory"] = np.nan  # the theory holds without LN only
+    return table
+
+
+def fig08(raw: pd.DataFrame) -> pd.DataFrame:
+    """|X^l|^2 and rho^l vs layer, uniform and softmax, with and without 1/sqrt(L) scaling."""
+    return correlation_table(raw, ["attention", "alpha"])
+
+
+def fig10(raw: pd.DataFrame) -> pd.DataFrame:
+    """Samples of |X^l|_F^2 for each depth and panel, with their empirical and theoretical means."""
+    raw = raw[raw.metric.isin(["offdiag", "sq_norm"])]
+    wide = _wide(raw, ["attention", "input_std", "n_tokens", "n_layers", "alpha", "seed", "layer"])
+    frames = []
+    for (att, std, n, n_layers, alpha), grp in wide.groupby(["attention", "input_std", "n_tokens", "n_layers", "alpha"]):
+        a = resolve_alpha(alpha, int(n_layers))
+        layer0 = grp[grp.layer == 0]
+        x_sq, c0 = layer0.sq_norm.mean(), (layer0.offdiag + layer0.sq_norm).mean()
+        g = grp[grp.layer > 0][["seed", "layer", "sq_norm"]].copy()
+        g["emp_mean"] = g.groupby("layer").sq_norm.transform("mean")
+        g["theory_mean"] = theory.sq_norm(int(n), x_sq, c0, g.layer.to_numpy(), a, a)
+        frames.append(g.assign(attention=att, input_std=std))
+    return pd.concat(frames, ignore_index=True)
+
+
+def fig07(raw: pd.DataFrame) -> pd.DataFrame:
+    """Mean attention concentration vs d_k with 95% intervals."""
+    return summarise(raw, ["n_tokens", "d_v", "d_k"])
+
+
+def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
+    """Least-squares slope of log y against log x."""
+    return float(np.polyfit(np.log(np.asarray(x, float)), np.log(np.asarray(y, float)), 1)[0])
+
+
+JACOBIAN_KEYS = ["n_tokens", "d_model", "s", "rho"]
+
+
+def fig11(raw: pd.DataFrame) -> pd.DataFrame:
+    """Autodiff Jacobian norms vs the formulas, per attention kind and sweep point."""
+    table = summarise(raw, ["attention", *JACOBIAN_KEYS, "metric"])
+    args = [table[k].to_numpy() for k in JACOBIAN_KEYS]
+    table["theory"] = np.where(table.metric == "grad_q_sq", theory.grad_q_sq(*args), theory.grad_v_sq(*args))
+    return table
+
+
+def _log_ratio(q: np.ndarray, v: np.ndarray) -> np.ndarray:
+    """log10(|grad Q| / |grad V|) from squared norms."""
+    return 0.5 * np.log10(np.asarray(q, float) / np.asarray(v, float))
+
+
+def fig12(raw: pd.DataFrame) -> pd.DataFrame:
+    """Empirical log10(|dS/dWq| / |dS/dWv|) over the (rho, s, n, d) grid, from seed means."""
+    wide = _wide(raw, [*JACOBIAN_KEYS, "seed"])
+    table = wide.groupby(JACOBIAN_KEYS, as_index=False)[["grad_q_sq", "grad_v_sq"]].mean()
+    table["log10_ratio"] = _log_ratio(table.grad_q_sq, table.grad_v_sq)
+    return table
+
+
+def fig13(grid: pd.DataFrame) -> pd.DataFrame:
+    """The same grid as Fig 12 from the formulas of SPEC section 3."""
+    table = grid[JACOBIAN_KEYS].drop_duplicates().reset_index(drop=True)
+    args = [table[k].to_numpy() for k in JACOBIAN_KEYS]
+    table["grad_q_sq"], table["grad_v_sq"] = theory.grad_q_sq(*args), theory.grad_v_sq(*args)
+    table["log10_ratio"] = _log_ratio(table.grad_q_sq, table.grad_v_sq)
+    return table
+
+
+AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
+    "fig03": fig03,
+    "fig04": fig04,
+    "fig07": fig07,
+    "fig08": fig08,
+    "fig09": fig09,
+    "fig10": fig10,
+    "fig11": fig11,
+    "fig12": fig12,
+    "fig13": fig13,
+}

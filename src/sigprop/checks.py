@@ -1,0 +1,121 @@
+"""The checks of SPEC section 6, computed from aggregated tables: name, expected, measured, tolerance, pass."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import pandas as pd
+
+from sigprop.aggregation import loglog_slope
+from sigprop.figures import CHECKED
+
+
+@dataclass
+class Check:
+    """One row of results/checks.csv."""
+
+    name: str
+    figure: str
+    expected: str
+    measured: float
+    tolerance: str
+    passed: bool
+
+
+def _within_or_inside(t: pd.DataFrame, rel_tol: float) -> tuple[float, bool]:
+    """Max relative deviation from theory; pass where each row is within ``rel_tol`` or theory lies in its interval."""
+    rel = (t["mean"] / t.theory - 1).abs()
+    inside = (t.theory >= t.ci_low) & (t.theory <= t.ci_high)
+    return float(rel.max()), bool(((rel <= rel_tol) | inside).all())
+
+
+def fig07(t: pd.DataFrame) -> list[Check]:
+    """Log-log slope near -2 where d_k >> d_v."""
+    tail = t[t.d_k >= 1024]
+    slope = loglog_slope(tail.d_k, tail["mean"]) if len(tail) >= 2 else np.nan
+    return [Check("fig07 log-log slope, d_k >= 1024", "fig07", "-2", slope, "0.3", bool(abs(slope + 2) <= 0.3))]
+
+
+def fig08(t: pd.DataFrame) -> list[Check]:
+    """Uniform attention: rho^l and |X^l|^2 within 5% of theory or theory inside the 95% interval."""
+    out = []
+    for (alpha, metric), g in t[t.attention == "uniform"].groupby(["alpha", "metric"]):
+        dev, ok = _within_or_inside(g, 0.05)
+        out.append(Check(f"fig08 uniform alpha={alpha} {metric} vs theory (max rel. dev.)", "fig08",
+                         "0 (theory)", dev, "5% or theory in 95% CI at every layer", ok))
+    return out
+
+
+def fig10(t: pd.DataFrame) -> list[Check]:
+    """Uniform panel: the empirical mean at every depth within 5% of theory."""
+    u = t[t.attention == "uniform"].drop_duplicates("layer")
+    dev = float((u.emp_mean / u.theory_mean - 1).abs().max())
+    return [Check("fig10 uniform empirical mean vs theory (max rel. dev. over depths)", "fig10", "0 (theory)",
+                  dev, "0.05", dev <= 0.05)]
+
+
+def fig11(t: pd.DataFrame) -> list[Check]:
+    """Uniform attention: autodiff within 3% of the formulas (or formula inside the interval)."""
+    out = []
+    for metric, g in t[t.attention == "uniform"].groupby("metric"):
+        dev, ok = _within_or_inside(g, 0.03)
+        out.append(Check(f"fig11 uniform {metric} autodiff vs formula (max rel. dev.)", "fig11", "0 (formula)",
+                         dev, "3% or formula in 95% CI at every point", ok))
+    soft = t[(t.attention == "softmax") & (t.metric == "grad_q_sq")]
+    dev = float((soft["mean"] / soft.theory - 1).abs().max())
+    out.append(Check("fig11 softmax grad_q_sq vs formula (max rel. dev., shown, not required)", "fig11",
+                     "deviation grows with s", dev, "none", True))
+    return out
+
+
+def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
+    """Monotone in alpha past the first layers; POST-LN collapse within 12 blocks; 1/sqrt(L) stays below 1."""
+    order = [a for a in ["1", "0.5", "0.25", "1/sqrt(L)"] if a in set(t.alpha)]
+    out = []
+    for metric, sign in (("cosine", -1), ("grad_ratio_q", 1)):
+        w = t[(t.metric == metric) & (t.layer >= 4)].pivot(index="layer", columns="alpha", values="mean")[order]
+        mono = (np.sign(np.diff(w.to_numpy(), axis=1)) == sign).all(axis=1)
+        frac = float(mono.mean())
+        out.append(Check(f"{fig} {norm}: {metric} monotone in alpha (fraction of layers >= 4)", fig, "1.0",
+                         frac, "0", frac == 1.0))
+    cos = t[t.metric == "cosine"].set_index(["alpha", "layer"])["mean"]
+    last = int(t.layer.max())
+    if norm == "post" and "1" in order:
+        c12 = float(cos.loc[("1", 12)])
+        q12 = float(t[(t.metric == "grad_ratio_q") & (t.alpha == "1") & (t.layer == 12)]["mean"].iloc[0])
+        out.append(Check(f"{fig} POST-LN alpha=1: cosine at layer 12", fig, "> 0.99", c12, "-", c12 > 0.99))
+        out.append(Check(f"{fig} POST-LN alpha=1: Q gradient ratio at layer 12", fig, "< 0.01", q12, "-", q12 < 0.01))
+    if "1/sqrt(L)" in order:
+        cl = float(cos.loc[("1/sqrt(L)", last)])
+        out.append(Check(f"{fig} {norm} alpha=1/sqrt(L): cosine at the last layer ({last})", fig, "< 0.9", cl,
+                         "-", cl < 0.9))
+    return out
+
+
+CHECKS: dict[str, Callable[[pd.DataFrame], list[Check]]] = {
+    "fig03": lambda t: _encoder_checks(t, "fig03", "post"),
+    "fig07": fig07,
+    "fig08": fig08,
+    "fig09": lambda t: _encoder_checks(t, "fig09", "pre"),
+    "fig10": fig10,
+    "fig11": fig11,
+}
+
+
+assert set(CHECKS) == set(CHECKED), "keep sigprop.figures.CHECKED in step with CHECKS"
+
+
+def run_checks(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """All checks for the figures present in ``tables``."""
+    rows = [asdict(c) for fig, t in sorted(tables.items()) if fig in CHECKS for c in CHECKS[fig](t)]
+    df = pd.DataFrame(rows, columns=list(Check.__dataclass_fields__))
+    return df.rename(columns={"passed": "pass"})
+
+
+def summary(df: pd.DataFrame) -> str:
+    """One line: how many checks passed, and the names of those that failed."""
+    failed = df[~df["pass"].astype(bool)]
+    line = f"checks: {len(df) - len(failed)} passed, {len(failed)} failed"
+    return line + ("" if failed.empty else " (" + "; ".join(failed.name) + ")")

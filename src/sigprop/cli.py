@@ -1,0 +1,99 @@
+"""Command line used by the Snakemake rules: ``python -m sigprop {simulate,aggregate,plot,checks}``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from sigprop import aggregation, checks
+from sigprop.figures import figure_spec
+from sigprop.io import config_hash, provenance, read_tables, write_table
+
+
+def simulate(args: argparse.Namespace) -> None:
+    """Run one seed-level job and write its raw tidy table."""
+    from sigprop.experiments import run_point
+
+    spec = json.loads(args.spec)
+    start = time.perf_counter()
+    df = run_point(spec["kind"], spec["fixed"], spec["point"], spec["inner"], spec["seeds"])
+    meta = provenance(config=args.config_name, config_hash=config_hash(spec), experiment=spec["experiment"],
+                      point=spec["point"], seeds=spec["seeds"], wall_s=round(time.perf_counter() - start, 3))
+    write_table(df, args.out, meta)
+
+
+def aggregate(args: argparse.Namespace) -> None:
+    """Aggregate a figure's raw tables (or, for theory-only figures, its grid) into one table."""
+    key = Path(args.out).stem
+    figure_spec(key)
+    if args.grid:
+        from sigprop.config import iter_points
+
+        source = pd.DataFrame(iter_points(json.loads(args.grid)))
+    else:
+        source = read_tables(args.raw)
+    table = aggregation.AGGREGATORS[key](source)
+    write_table(table, args.out, provenance(figure=key, inputs=len(args.raw)))
+
+
+def plot(args: argparse.Namespace) -> None:
+    """Draw one figure from aggregated tables; write PDF and PNG."""
+    from sigprop.plotting.style import Style, save
+
+    key = Path(args.tables[0]).stem
+    figure_spec(key)
+    tables = {Path(p).stem: pd.read_parquet(p) for p in args.tables}
+    style = Style.from_config(json.loads(args.style))
+    module = importlib.import_module(f"sigprop.plotting.{key}")
+    save(module.plot(tables, style), args.out, style.dpi)
+
+
+def run_checks(args: argparse.Namespace) -> None:
+    """Compute results/checks.csv from aggregated tables and print the one-line summary."""
+    from sigprop.io import atomic_path
+
+    tables = {Path(p).stem: pd.read_parquet(p) for p in args.tables}
+    df = checks.run_checks(tables)
+    with atomic_path(args.out) as tmp:
+        df.to_csv(tmp, index=False)
+    print(checks.summary(df))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    parser = argparse.ArgumentParser(prog="sigprop", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("simulate", help="one seed-level job")
+    p.add_argument("--spec", required=True, help="JSON job spec (from the workflow)")
+    p.add_argument("--config-name", default="unnamed")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=simulate)
+    p = sub.add_parser("aggregate", help="raw tables -> results/aggregated/<figure>.parquet")
+    p.add_argument("--out", required=True)
+    p.add_argument("--grid", help="JSON experiment config, for theory-only figures")
+    p.add_argument("raw", nargs="*")
+    p.set_defaults(func=aggregate)
+    p = sub.add_parser("plot", help="aggregated tables -> figures/<stem>.{pdf,png}")
+    p.add_argument("--out", required=True)
+    p.add_argument("--style", default="{}")
+    p.add_argument("tables", nargs="+", help="the figure's own table first")
+    p.set_defaults(func=plot)
+    p = sub.add_parser("checks", help="aggregated tables -> results/checks.csv")
+    p.add_argument("--out", required=True)
+    p.add_argument("tables", nargs="+")
+    p.set_defaults(func=run_checks)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except KeyError as err:
+        sys.exit(f"sigprop {args.command}: {err.args[0]}")
+
+
+if __name__ == "__main__":
+    main()

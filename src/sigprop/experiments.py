@@ -1,0 +1,169 @@
+"""Init-time experiments: each takes one parameter point and a list of seeds and returns a tidy table.
+
+Every function returns a long DataFrame with columns ``seed``, ``layer`` (where it applies),
+``metric`` and ``value``; the runner (:func:`run_point`) adds the parameter columns. Seed ``s``
+seeds one ``torch.Generator`` that draws the inputs and the weights, so the same seed gives the
+same numbers at every parameter point (paired comparisons) and on every run (bit-identical tables).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from sigprop.grid import iter_inner
+from sigprop.measure import (
+    attention_concentration,
+    attention_jacobian_sq_norms,
+    equicorrelated_tokens,
+    grad_norms,
+    inner_product_stats,
+    token_cosine,
+)
+from sigprop.model import Encoder, ModelConfig, Stack, attention_weights
+
+Params = Mapping[str, Any]
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+
+
+def _rows(seed: int, metrics: Mapping[str, Iterable[float]], first_layer: int = 0) -> list[dict]:
+    return [
+        {"seed": seed, "layer": first_layer + i, "metric": name, "value": float(v)}
+        for name, values in metrics.items()
+        for i, v in enumerate(values)
+    ]
+
+
+def _stack_config(p: Params, **over: Any) -> ModelConfig:
+    """A :class:`ModelConfig` from the model keys of a parameter point (``alpha`` sets both scales)."""
+    keys = {f for f in ModelConfig.__dataclass_fields__}
+    cfg = {k: v for k, v in p.items() if k in keys}
+    if "alpha" in p:
+        cfg["alpha1"] = cfg["alpha2"] = p["alpha"]
+    cfg.update(over)
+    return ModelConfig(**cfg)
+
+
+def encoder_init(p: Params, seeds: list[int]) -> pd.DataFrame:
+    """Figs 3, 4, 9: token cosine, correlation statistics and Q/K/V gradient norms per layer at init.
+
+    Random token ids (``n_tokens`` from ``vocab``), N(0,1) embeddings plus sinusoidal positions,
+    cross-entropy of the tied read-out against random targets.
+    """
+    cfg = _stack_config(p)
+    dtype = DTYPES[p.get("dtype", "float32")]
+    model = Encoder(cfg, vocab=int(p["vocab"]), emb_std=1.0, max_len=int(p["n_tokens"])).to(dtype)
+    rows: list[dict] = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        model.reset_parameters(g)
+        model.zero_grad(set_to_none=True)
+        tokens = torch.randint(0, int(p["vocab"]), (1, int(p["n_tokens"])), generator=g)
+        targets = torch.randint(0, int(p["vocab"]), (1, int(p["n_tokens"])), generator=g)
+        out, hidden = model(tokens)
+        loss = F.cross_entropy(model.logits(out)[0], targets[0])
+        loss.backward()
+        h = torch.stack([x[0].detach() for x in hidden])  # (L+1, n, d)
+        offdiag, sq = inner_product_stats(h)
+        rows += _rows(seed, {"cosine": token_cosine(h), "offdiag": offdiag, "sq_norm": sq})
+        g_norms = grad_norms(model.stack.blocks)
+        rows += _rows(seed, {f"grad_{k}": v for k, v in g_norms.items()}, first_layer=1)
+    return pd.DataFrame(rows)
+
+
+def input_std(value: float | str, d: int) -> float:
+    """A standard deviation given as a number or as the string ``"1/sqrt(d)"``."""
+    if isinstance(value, str) and value.replace(" ", "") == "1/sqrt(d)":
+        return 1.0 / math.sqrt(d)
+    return float(value)
+
+
+def _fixed_input(p: Params, dtype: torch.dtype) -> torch.Tensor:
+    g = torch.Generator().manual_seed(int(p.get("input_seed", 0)))
+    n, d = int(p["n_tokens"]), int(p["d_model"])
+    return input_std(p.get("input_std", 1.0), d) * torch.randn(1, n, d, generator=g, dtype=dtype)
+
+
+def signal_propagation(p: Params, seeds: list[int]) -> pd.DataFrame:
+    """Figs 8 and 10: |X^l|_F^2 and inner-product statistics per layer of a bare stack, fixed input.
+
+    The input X (``n_tokens`` x ``d_model``, iid N(0, input_std^2), drawn from ``input_seed``) is
+    the same for every seed, so the theory of SPEC section 3 applies conditionally on it; each
+    seed draws new weights.
+    """
+    dtype = DTYPES[p.get("dtype", "float64")]
+    cfg = _stack_config(p)
+    stack = Stack(cfg).to(dtype)
+    x = _fixed_input(p, dtype)
+    rows: list[dict] = []
+    with torch.no_grad():
+        for seed in seeds:
+            stack.reset_parameters(torch.Generator().manual_seed(seed))
+            _, hidden = stack(x)
+            offdiag, sq = inner_product_stats(torch.stack([h[0] for h in hidden]))
+            rows += _rows(seed, {"offdiag": offdiag, "sq_norm": sq})
+    return pd.DataFrame(rows)
+
+
+def attention_concentration_vs_dk(p: Params, seeds: list[int]) -> pd.DataFrame:
+    """Fig 7: (1/n^2)|A - (1/n) 1 1^T|_F^2 of one softmax attention matrix at Glorot init.
+
+    X (n x d_v) iid N(0,1); Wq, Wk (d_v x d_k) with variance 2/(d_v + d_k).
+    """
+    n, d_v, d_k = int(p["n_tokens"]), int(p["d_v"]), int(p["d_k"])
+    std = math.sqrt(2.0 / (d_v + d_k))
+    rows = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        x = torch.randn(n, d_v, generator=g, dtype=torch.float64)
+        wq = std * torch.randn(d_v, d_k, generator=g, dtype=torch.float64)
+        wk = std * torch.randn(d_v, d_k, generator=g, dtype=torch.float64)
+        a = attention_weights((x @ wq) @ (x @ wk).T / math.sqrt(d_k), "softmax")
+        rows.append({"seed": seed, "metric": "concentration", "value": float(attention_concentration(a))})
+    return pd.DataFrame(rows)
+
+
+def attention_jacobians(p: Params, seeds: list[int]) -> pd.DataFrame:
+    """Figs 11-13: exact |dS/dWq|_F^2 and |dS/dWv|_F^2 of one attention layer on equicorrelated tokens.
+
+    Tokens: Gaussian, variance s^2, correlation rho; d_k = d_v = d; all weights variance 1/d.
+    """
+    n, d = int(p["n_tokens"]), int(p["d_model"])
+    s, rho = float(p["s"]), float(p["rho"])
+    dtype = DTYPES[p.get("dtype", "float64")]
+    rows = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        x = equicorrelated_tokens(n, d, s, rho, g, dtype)
+        wq, wk, wv = (torch.randn(d, d, generator=g, dtype=dtype) / math.sqrt(d) for _ in range(3))
+        q, v = attention_jacobian_sq_norms(x, wq, wk, wv, p["attention"], float(p.get("tau", 1.0)))
+        rows.append({"seed": seed, "metric": "grad_q_sq", "value": float(q)})
+        rows.append({"seed": seed, "metric": "grad_v_sq", "value": float(v)})
+    return pd.DataFrame(rows)
+
+
+KINDS: dict[str, Callable[[Params, list[int]], pd.DataFrame]] = {
+    "encoder_init": encoder_init,
+    "signal_propagation": signal_propagation,
+    "attention_concentration": attention_concentration_vs_dk,
+    "attention_jacobians": attention_jacobians,
+}
+
+
+def run_point(kind: str, fixed: Params, point: Params, inner: Any, seeds: list[int]) -> pd.DataFrame:
+    """Run one job: every inner point of ``point`` for ``seeds``; return the tidy table with parameter columns."""
+    if kind not in KINDS:
+        raise KeyError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+    frames = []
+    for params in iter_inner(fixed, point, inner):
+        df = KINDS[kind](params, seeds)
+        for key in sorted(params, reverse=True):
+            value = params[key]
+            df.insert(0, key, str(value) if isinstance(value, str) else value)
+        frames.append(df)
+    return pd.concat(frames, ignore_index=True)

@@ -1,0 +1,105 @@
+"""Atomic writes and provenance: nothing half-written is ever left at an output path."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+PROVENANCE_KEY = b"sigprop"
+PACKAGES = ("sigprop", "torch", "numpy", "pandas", "pyarrow", "snakemake")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def config_hash(obj: Any) -> str:
+    """Short sha256 of a JSON-serialisable object (key order does not matter)."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@cache
+def _git_state() -> dict[str, Any]:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10)
+        if commit.returncode == 0:
+            return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"git_commit": "unknown", "git_dirty": None}
+
+
+def _version(name: str) -> str:
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def provenance(**fields: Any) -> dict[str, Any]:
+    """Where a result came from: the given fields plus git state, package versions, host and device."""
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    return {
+        **fields,
+        **_git_state(),
+        "packages": {p: _version(p) for p in PACKAGES},
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "device": device,
+    }
+
+
+def write_table(df: pd.DataFrame, path: str | os.PathLike, meta: Mapping[str, Any] | None = None) -> None:
+    """Write ``df`` as parquet atomically, with ``meta`` as JSON in the file's schema metadata."""
+    table = pa.Table.from_pandas(df, preserve_index=False)
+    if meta is not None:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
+                                               PROVENANCE_KEY: json.dumps(meta, default=str).encode()})
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """The provenance stored by :func:`write_table`."""
+    raw = pq.read_schema(path).metadata or {}
+    return json.loads(raw[PROVENANCE_KEY]) if PROVENANCE_KEY in raw else {}
+
+
+def read_tables(paths: list[str]) -> pd.DataFrame:
+    """Concatenate parquet tables; a column holding both text and numbers becomes text."""
+    df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    for col in df.columns[df.dtypes == object]:
+        kinds = {type(v) for v in df[col].dropna()}
+        if len(kinds) > 1:
+            df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v))
+    return df

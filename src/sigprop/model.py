@@ -1,0 +1,324 @@
+"""The Transformer family studied by Noci et al. (2022), in one readable module.
+
+A block follows the paper's equations (SPEC section 1)::
+
+    Z      = alpha1 * S(X) + X
+    Y      = W2 sigma(W1 Z)
+    X_next = alpha2 * Y + Z
+    S(X)   = A(X) X Wv,   A(X) = softmax(tau / sqrt(d_k) * X Wq (X Wk)^T)
+
+with layer normalisation placed after each residual add (``post``), on each
+sub-layer input plus a final LN (``pre``), or nowhere (``none``). Every
+forward pass returns the hidden state after each block, so per-layer probes
+need no hooks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+Norm = Literal["post", "pre", "none"]
+AttentionKind = Literal["softmax", "uniform"]
+Activation = Literal["relu", "linear"]
+Init = Literal["paper", "glorot"]
+
+
+def resolve_alpha(alpha: float | str, n_layers: int) -> float:
+    """Turn a residual scale (a number or ``"1/sqrt(L)"``) into a float for a stack of ``n_layers``."""
+    if isinstance(alpha, str):
+        text = alpha.replace(" ", "")
+        if text in {"1/sqrt(L)", "1/sqrtL"}:
+            return 1.0 / math.sqrt(n_layers)
+        try:
+            return float(text)
+        except ValueError:
+            raise ValueError(f"alpha {alpha!r}: use a number or the string '1/sqrt(L)'") from None
+    return float(alpha)
+
+
+@dataclass
+class ModelConfig:
+    """Hyper-parameters of one stack of blocks (all defaults are the paper's encoder of Fig. 3)."""
+
+    d_model: int = 512
+    n_heads: int = 4
+    d_ff: int = 2048
+    n_layers: int = 48
+    norm: Norm = "post"
+    alpha1: float | str = 1.0
+    alpha2: float | str = 1.0
+    trainable_alpha: bool = False
+    tau: float = 1.0
+    attention: AttentionKind = "softmax"
+    activation: Activation = "relu"
+    init: Init = "paper"
+    qk_fan: Literal["d_k", "d_model"] = "d_k"
+    out_proj: bool = True
+    bias: bool = False
+    dropout: float = 0.0
+    attn_dropout: float = 0.0
+    act_dropout: float = 0.0
+
+    @property
+    def d_k(self) -> int:
+        """Per-head query/key (and value) dimension."""
+        return self.d_model // self.n_heads
+
+
+def attention_weights(logits: Tensor, kind: AttentionKind) -> Tensor:
+    """Row-stochastic attention from logits ``tau/sqrt(d_k) Q K^T``.
+
+    ``uniform`` has the VALUE 1/n but the DERIVATIVE of the softmax at the uniform
+    point, (1/n)(I - 11^T/n) per row (SPEC section 1), so queries and keys still
+    receive the gradients the paper's theory describes.
+    """
+    if kind == "softmax":
+        return torch.softmax(logits, dim=-1)
+    if kind == "uniform":
+        n = logits.shape[-1]
+        dev = (logits - logits.mean(dim=-1, keepdim=True)) / n
+        return torch.full_like(logits, 1.0 / n) + dev - dev.detach()
+    raise ValueError(f"attention {kind!r}: use 'softmax' or 'uniform'")
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head (self- or cross-) attention with inverse temperature ``tau``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d, dh = cfg.d_model, cfg.n_heads * cfg.d_k
+        self.wq = nn.Linear(d, dh, bias=cfg.bias)
+        self.wk = nn.Linear(d, dh, bias=cfg.bias)
+        self.wv = nn.Linear(d, dh, bias=cfg.bias)
+        self.wo = nn.Linear(dh, d, bias=cfg.bias) if cfg.out_proj else nn.Identity()
+        self.tau = cfg.tau
+
+    def _heads(self, x: Tensor) -> Tensor:
+        b, n, _ = x.shape
+        return x.view(b, n, self.cfg.n_heads, self.cfg.d_k).transpose(1, 2)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        key_padding_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """Attend from ``x`` (batch, n, d) to ``memory`` (default: ``x``).
+
+        ``key_padding_mask`` is True at padded key positions.
+        """
+        src = x if memory is None else memory
+        q, k, v = self._heads(self.wq(x)), self._heads(self.wk(src)), self._heads(self.wv(src))
+        scale = self.tau / math.sqrt(self.cfg.d_k)
+        drop = self.cfg.attn_dropout if self.training else 0.0
+        if self.cfg.attention == "softmax":
+            mask = None
+            if key_padding_mask is not None:
+                mask = ~key_padding_mask[:, None, None, :]
+                if causal:
+                    n, m = x.shape[1], src.shape[1]
+                    tri = torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
+                    mask = mask & tri
+                    causal = False
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale
+            )
+        else:
+            if causal or key_padding_mask is not None:
+                raise ValueError("uniform attention is defined for unmasked encoders only")
+            a = attention_weights(scale * q @ k.transpose(-2, -1), "uniform")
+            out = F.dropout(a, drop, self.training) @ v
+        b, h, n, dk = out.shape
+        return self.wo(out.transpose(1, 2).reshape(b, n, h * dk))
+
+
+class FeedForward(nn.Module):
+    """``W2 sigma(W1 z)``."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.w1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
+        self.w2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
+
+    def forward(self, z: Tensor) -> Tensor:
+        """Apply the two-layer feed-forward map."""
+        h = self.w1(z)
+        if self.cfg.activation == "relu":
+            h = F.relu(h)
+        h = F.dropout(h, self.cfg.act_dropout, self.training)
+        return self.w2(h)
+
+
+class _Block(nn.Module):
+    """Shared parts of a block: sub-layers, residual scales, optional cross-attention."""
+
+    def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.attn = MultiHeadAttention(cfg)
+        self.cross = MultiHeadAttention(cfg) if cross else None
+        self.ffn = FeedForward(cfg)
+        a1 = torch.tensor(resolve_alpha(cfg.alpha1, cfg.n_layers))
+        a2 = torch.tensor(resolve_alpha(cfg.alpha2, cfg.n_layers))
+        if cfg.trainable_alpha:
+            self.alpha1, self.alpha2 = nn.Parameter(a1), nn.Parameter(a2)
+        else:
+            self.register_buffer("alpha1", a1)
+            self.register_buffer("alpha2", a2)
+        n_norms = 3 if cross else 2
+        use_ln = cfg.norm != "none"
+        self.norms = nn.ModuleList(
+            nn.LayerNorm(cfg.d_model) if use_ln else nn.Identity() for _ in range(n_norms)
+        )
+
+    def _drop(self, x: Tensor) -> Tensor:
+        return F.dropout(x, self.cfg.dropout, self.training)
+
+
+class PostNormBlock(_Block):
+    """LN after each residual add (the original Transformer; ``norm='none'`` uses Identity)."""
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """One block: ``x`` (batch, n, d) to the next hidden state."""
+        z = self.norms[0](self.alpha1 * self._drop(self.attn(x, None, self_mask, causal)) + x)
+        if self.cross is not None:
+            c = self.cross(z, memory, memory_mask)
+            z = self.norms[2](self.alpha1 * self._drop(c) + z)
+        return self.norms[1](self.alpha2 * self._drop(self.ffn(z)) + z)
+
+
+class PreNormBlock(_Block):
+    """LN on each sub-layer input; the stack adds a final LN."""
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> Tensor:
+        """One block: ``x`` (batch, n, d) to the next hidden state."""
+        z = self.alpha1 * self._drop(self.attn(self.norms[0](x), None, self_mask, causal)) + x
+        if self.cross is not None:
+            c = self.cross(self.norms[2](z), memory, memory_mask)
+            z = self.alpha1 * self._drop(c) + z
+        return self.alpha2 * self._drop(self.ffn(self.norms[1](z))) + z
+
+
+class Stack(nn.Module):
+    """``n_layers`` blocks with independent weights; returns the output and every hidden state."""
+
+    def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
+        super().__init__()
+        self.cfg = cfg
+        block = PreNormBlock if cfg.norm == "pre" else PostNormBlock
+        self.blocks = nn.ModuleList(block(cfg, cross=cross) for _ in range(cfg.n_layers))
+        self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
+        self.reset_parameters()
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Re-draw every weight from the paper's initialisation (see :func:`init_paper_`)."""
+        init_paper_(self, self.cfg, generator)
+
+    def forward(
+        self,
+        x: Tensor,
+        memory: Tensor | None = None,
+        self_mask: Tensor | None = None,
+        memory_mask: Tensor | None = None,
+        causal: bool = False,
+    ) -> tuple[Tensor, list[Tensor]]:
+        """Return ``(output, hidden)`` with ``hidden[l]`` the residual stream after block ``l``.
+
+        ``hidden[0]`` is the input; for PRE-LN the output carries the final LN.
+        """
+        hidden = [x]
+        for block in self.blocks:
+            x = block(x, memory, self_mask, memory_mask, causal)
+            hidden.append(x)
+        return self.final_norm(x), hidden
+
+
+def sinusoidal_positions(n: int, d: int, dtype: torch.dtype = torch.float32) -> Tensor:
+    """Sinusoidal position encodings (Vaswani et al. 2017), shape (n, d)."""
+    pos = torch.arange(n, dtype=torch.float64)[:, None]
+    freq = torch.exp(-math.log(10000.0) * torch.arange(0, d, 2, dtype=torch.float64) / d)
+    pe = torch.zeros(n, d, dtype=torch.float64)
+    pe[:, 0::2] = torch.sin(pos * freq)
+    pe[:, 1::2] = torch.cos(pos * freq[: d // 2])
+    return pe.to(dtype)
+
+
+@torch.no_grad()
+def init_paper_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator | None = None) -> None:
+    """Draw every weight from the paper's initialisation (in place, reproducible with ``generator``).
+
+    Queries and keys: variance 1/d_k (``qk_fan='d_k'``, per head) or 1/d_model; values,
+    output and feed-forward weights: 1/fan_in (2/fan_in for W1 with ReLU). ``init='glorot'``
+    gives queries and keys 2/(d_model + d_k). Biases are zero; LayerNorms are reset.
+    """
+    qk_fan = cfg.d_k if cfg.qk_fan == "d_k" else cfg.d_model
+    for m in module.modules():
+        if isinstance(m, MultiHeadAttention):
+            if cfg.init == "glorot":
+                qk_var = 2.0 / (cfg.d_model + cfg.d_k)
+            else:
+                qk_var = 1.0 / qk_fan
+            for lin, var in ((m.wq, qk_var), (m.wk, qk_var), (m.wv, 1.0 / cfg.d_model)):
+                lin.weight.normal_(0.0, math.sqrt(var), generator=generator)
+            if isinstance(m.wo, nn.Linear):
+                m.wo.weight.normal_(0.0, math.sqrt(1.0 / m.wo.in_features), generator=generator)
+        elif isinstance(m, FeedForward):
+            gain = 2.0 if cfg.activation == "relu" else 1.0
+            m.w1.weight.normal_(0.0, math.sqrt(gain / cfg.d_model), generator=generator)
+            m.w2.weight.normal_(0.0, math.sqrt(1.0 / cfg.d_ff), generator=generator)
+        elif isinstance(m, nn.LayerNorm):
+            m.reset_parameters()
+        if isinstance(m, nn.Linear) and m.bias is not None:
+            m.bias.zero_()
+
+
+class Encoder(nn.Module):
+    """Token embedding (N(0, emb_std^2)) plus sinusoidal positions, a :class:`Stack`, and a tied read-out."""
+
+    def __init__(self, cfg: ModelConfig, vocab: int, emb_std: float = 1.0, max_len: int = 1024) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed = nn.Embedding(vocab, cfg.d_model)
+        self.emb_std = emb_std
+        self.register_buffer("pos", sinusoidal_positions(max_len, cfg.d_model), persistent=False)
+        self.stack = Stack(cfg)
+        with torch.no_grad():
+            self.embed.weight.normal_(0.0, emb_std)
+
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Re-draw all weights (paper init; embeddings N(0, emb_std^2))."""
+        with torch.no_grad():
+            self.embed.weight.normal_(0.0, self.emb_std, generator=generator)
+        self.stack.reset_parameters(generator)
+
+    def forward(self, tokens: Tensor, padding_mask: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+        """Embed ``tokens`` (batch, n) and return ``(output, hidden states)``."""
+        x = self.embed(tokens) + self.pos[: tokens.shape[1]].to(self.embed.weight.dtype)
+        return self.stack(x, self_mask=padding_mask)
+
+    def logits(self, out: Tensor) -> Tensor:
+        """Tied read-out: ``out @ E^T``."""
+        return out @ self.embed.weight.T

@@ -1,0 +1,248 @@
+"""Tests for sigprop.data.iwslt: fairseq-identical preprocessing, BPE, binarisation, errors."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from sigprop.data import iwslt
+from sigprop.data.iwslt import (
+    CONFIG_KEY,
+    ENV_VAR,
+    ChecksumError,
+    DataUnavailableError,
+    Dictionary,
+    TranslationPairs,
+    apply_bpe,
+    binarize,
+    clean_corpus,
+    detok_bpe,
+    download,
+    extract_xml_segments,
+    filter_train_tags,
+    locate_source,
+    lowercase,
+    moses_tokenize,
+    prepare,
+    preprocess_xml,
+    read_lines,
+)
+
+SHARED = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "iwslt14").resolve()
+needs_shared = pytest.mark.skipif(
+    not (SHARED / "orig").is_dir(),
+    reason=f"shared IWSLT'14 dev/test data not found at {SHARED} (../shared relative to the repo)",
+)
+UNREACHABLE = "http://127.0.0.1:9/x"  # discard port: connection refused, never the internet
+
+
+def _match_rate(ours: list[str], ref: list[str]) -> tuple[float, str]:
+    """Fraction of identical lines and a description of the first difference."""
+    assert len(ours) == len(ref), f"line counts differ: ours {len(ours)} vs fairseq {len(ref)}"
+    same = [a == b for a, b in zip(ours, ref, strict=True)]
+    first = next((i for i, s in enumerate(same) if not s), None)
+    diff = "" if first is None else f"line {first + 1}:\n ours: {ours[first]}\n ref:  {ref[first]}"
+    return sum(same) / len(ref), diff
+
+
+@pytest.fixture(scope="module")
+def our_tokenised() -> dict[tuple[str, str], list[str]]:
+    """Our preprocessing of every official dev/test XML file, keyed by (set name, lang)."""
+    return {
+        (name, lang): preprocess_xml(SHARED / "orig" / f"{name}.de-en.{lang}.xml", lang)
+        for name in iwslt.FULL_TEST_SETS
+        for lang in iwslt.LANGS
+    }
+
+
+# ---------------------------------------------------------------- (a) fairseq reproduction
+
+
+@needs_shared
+@pytest.mark.parametrize("lang", iwslt.LANGS)
+@pytest.mark.parametrize("name", iwslt.FULL_TEST_SETS)
+def test_xml_preprocessing_reproduces_fairseq_tokenised(our_tokenised, name, lang):
+    ref = read_lines(SHARED / "tokenized" / f"{name}.de-en.{lang}")
+    rate, diff = _match_rate(our_tokenised[(name, lang)], ref)
+    # Measured: 1.0 (byte-identical) for all ten files.
+    assert rate == 1.0, f"{name}.{lang}: match rate {rate:.4f}, first {diff}"
+
+
+@needs_shared
+@pytest.mark.parametrize("lang", iwslt.LANGS)
+def test_bpe_of_our_test_set_reproduces_fairseq(our_tokenised, lang):
+    tokenised = [x for name in iwslt.FULL_TEST_SETS for x in our_tokenised[(name, lang)]]
+    ours = apply_bpe(tokenised, SHARED / "bpe10k" / "code")
+    rate, diff = _match_rate(ours, read_lines(SHARED / "bpe10k" / f"test.{lang}"))
+    assert rate == 1.0, f"test.{lang}: BPE match rate {rate:.4f}, first {diff}"
+    assert [detok_bpe(x) for x in ours] == tokenised
+
+
+@needs_shared
+def test_prepare_mini_end_to_end(tmp_path):
+    out = tmp_path / "mini"
+    man = prepare("iwslt14-mini", SHARED, out)
+    fairseq_test = {lang: read_lines(SHARED / "bpe10k" / f"test.{lang}") for lang in iwslt.LANGS}
+    n_dev2010, n_tedx = 887, 1165
+    for lang in iwslt.LANGS:
+        # train = fairseq's valid (BPE'd) exactly; valid = dev2010; test = tst2010-2012
+        fairseq_valid = (SHARED / "bpe10k" / f"valid.{lang}").read_bytes()
+        assert (out / f"train.{lang}").read_bytes() == fairseq_valid
+        assert read_lines(out / f"valid.{lang}") == fairseq_test[lang][:n_dev2010]
+        assert read_lines(out / f"test.{lang}") == fairseq_test[lang][n_dev2010 + n_tedx:]
+    assert {k: v["pairs"] for k, v in man["splits"].items()} == {
+        "train": 7283, "valid": 887, "test": 1565 + 1433 + 1700}
+    assert man["bpe"]["matches_fairseq_code"] is True
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk["files"]["train.de"]["sha256"] == iwslt.sha256_file(out / "train.de")
+    assert on_disk["dataset"] == "iwslt14-mini"
+    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+
+
+@needs_shared
+def test_locate_source_prefers_local_copy(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    got = locate_source(SHARED, UNREACHABLE, None, tmp_path, dataset="iwslt14-mini", timeout=0.5)
+    assert got == SHARED
+    monkeypatch.setenv(ENV_VAR, str(SHARED))
+    got = locate_source(None, UNREACHABLE, None, tmp_path, dataset="iwslt14-mini", timeout=0.5)
+    assert got == SHARED
+
+
+# ---------------------------------------------------------------- preprocessing units
+
+
+def test_tokeniser_splits_last_period_like_tokenizer_perl():
+    assert moses_tokenize(["I moved to the U.S."], "en") == ["I moved to the U.S ."]
+    assert moses_tokenize(["Drei aus 10."], "de") == ["Drei aus 10 ."]
+    assert moses_tokenize(["Mr. Smith isn't here."], "en") == ["Mr. Smith isn &apos;t here ."]
+    assert moses_tokenize(["   "], "en") == ["   "]  # blank lines pass through
+    assert lowercase(["ΟΔΟΣ İ"]) == ["οδοσ i\u0307"]  # Perl lc: no final-sigma rule
+
+
+def test_tag_filters():
+    raw = ["<url>http://x</url>", "<talkid>1</talkid>", "<keywords>a</keywords>",
+           "<title>T</title>", "<description>D</description>", "Text."]
+    assert filter_train_tags(raw) == ["T", "D", "Text."]
+    xml = ['<doc docid="1">', '<seg id="12"> Er sagt’s. </seg>', "</doc>"]
+    assert extract_xml_segments(xml) == ["Er sagt's."]
+
+
+def test_clean_corpus_rules():
+    src = ["a b c", "a", "x  y ", "", "w " * 176, "p q"]
+    tgt = ["a b", "a b c", "x y", "z", "w " * 176, "p|q r"]
+    # ratio 3/2 kept; 3/1 > 1.5 dropped; whitespace normalised; empty and >175 words dropped;
+    # pipes removed
+    assert clean_corpus(src, tgt) == (["a b c", "x y", "p q"], ["a b", "x y", "pq r"])
+
+
+def test_prepare_full_from_fake_raw_release(tmp_path):
+    """iwslt14 path (train.tags -> clean -> every 23rd line is valid -> learned BPE), toy data."""
+    raw = tmp_path / "de-en"
+    raw.mkdir()
+    words = {"de": "das haus ist sehr groß und alt", "en": "the house is very big and old"}
+    for lang in iwslt.LANGS:
+        lines = ["<url>http://ted</url>", "<talkid>7</talkid>", "<title>Titel</title>"]
+        lines += [f"{words[lang]} {i}." for i in range(1, 50)]
+        (raw / f"train.tags.de-en.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for name in iwslt.FULL_TEST_SETS:
+            segs = "".join(f'<seg id="{i}"> {words[lang].capitalize()} {name[-4:]}. </seg>\n'
+                           for i in range(1, 4))
+            (raw / f"{name}.de-en.{lang}.xml").write_text(f"<mteval>\n{segs}</mteval>\n",
+                                                        encoding="utf-8")
+    out = tmp_path / "full"
+    man = prepare("iwslt14", raw, out)
+    # 50 cleaned pairs (title line + 49 sentences): lines 23 and 46 -> valid
+    assert man["splits"]["valid"]["pairs"] == 2 and man["splits"]["train"]["pairs"] == 48
+    assert man["splits"]["test"]["pairs"] == 15
+    assert (out / "code").is_file() and man["bpe"]["how"].startswith("learned")
+    valid_en = [detok_bpe(x) for x in read_lines(out / "valid.en")]
+    assert valid_en == ["the house is very big and old 22 .", "the house is very big and old 45 ."]
+    assert read_lines(out / "train.de")[0].replace("@@ ", "") == "titel"
+
+
+# ---------------------------------------------------------------- (b) binarisation round trip
+
+
+def test_binarize_roundtrip(tmp_path):
+    train = {"de": ["das haus@@ chen", "ein hund ."], "en": ["the little house", "a dog ."]}
+    other = {"de": ["das boot", ""], "en": ["the boat", "."]}
+    for lang in iwslt.LANGS:
+        iwslt.write_lines(tmp_path / f"train.{lang}", train[lang])
+        iwslt.write_lines(tmp_path / f"valid.{lang}", other[lang])
+        iwslt.write_lines(tmp_path / f"test.{lang}", other[lang])
+    summary = binarize(tmp_path)
+    vocab = Dictionary.load(tmp_path / "dict.txt")
+    assert len(vocab) == summary["dict_size"] and len(vocab) % 8 == 0
+    assert (vocab.bos_index, vocab.pad_index, vocab.eos_index, vocab.unk_index) == (0, 1, 2, 3)
+    assert vocab.symbols[4] == "."  # most frequent word first (count 2)
+
+    raw = torch.load(tmp_path / "train.pt", weights_only=True)
+    assert raw["src_tokens"].dtype == torch.int32 and raw["src_offsets"].dtype == torch.int64
+
+    ds = TranslationPairs(tmp_path / "train.pt")
+    assert len(ds) == 2
+    for i in range(2):
+        src, tgt = ds[i]
+        assert src.dtype == torch.int64 and int(src[-1]) == vocab.eos_index == int(tgt[-1])
+        assert vocab.string(src) == train["de"][i] and vocab.string(tgt) == train["en"][i]
+        assert int(ds.src_sizes[i]) == len(src)
+    assert vocab.string(ds[0][0], bpe=True) == "das hauschen"
+
+    valid = iwslt.load_split(tmp_path, "valid")
+    src, tgt = valid[0]
+    assert src.tolist() == [vocab.index("das"), vocab.unk_index, vocab.eos_index]  # "boot" OOV
+    assert valid[1][0].tolist() == [vocab.eos_index]  # empty line -> just EOS
+    assert summary["splits"]["valid"]["de"]["unk"] == 1
+
+
+def test_detok_bpe():
+    assert detok_bpe("ein haus@@ chen@@ . @@") == "ein hauschen."
+    assert detok_bpe("no bpe here") == "no bpe here"
+
+
+# ---------------------------------------------------------------- (c) data unavailable
+
+
+def test_unavailable_error_names_config_key_and_env_var(tmp_path, monkeypatch):
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    with pytest.raises(DataUnavailableError) as err:
+        locate_source(None, UNREACHABLE, None, tmp_path / "cache", timeout=0.5)
+    msg = str(err.value)
+    assert CONFIG_KEY in msg and ENV_VAR in msg and UNREACHABLE in msg
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataUnavailableError) as err:
+        locate_source(empty, UNREACHABLE, None, tmp_path / "cache", timeout=0.5)
+    assert CONFIG_KEY in str(err.value) and ENV_VAR in str(err.value)
+    assert str(empty) in str(err.value)
+
+
+def test_download_verifies_checksum_and_extracts(tmp_path):
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in [("de-en/train.tags.de-en.de", "Hallo.\n"),
+                           ("de-en/train.tags.de-en.en", "Hello.\n")]:
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    archive = tmp_path / "src" / "de-en.tgz"
+    archive.parent.mkdir()
+    archive.write_bytes(buf.getvalue())
+    digest = hashlib.sha256(buf.getvalue()).hexdigest()
+
+    got = download(archive.as_uri(), digest, tmp_path / "cache")
+    assert got == tmp_path / "cache" / "de-en"
+    assert (got / "train.tags.de-en.en").read_text() == "Hello.\n"
+
+    with pytest.raises(ChecksumError):
+        download(archive.as_uri(), "0" * 64, tmp_path / "cache2")
+    assert not (tmp_path / "cache2" / "de-en.tgz").exists()

@@ -1,0 +1,59 @@
+# Helpers shared by every rule file: config validation, the job table, file lists per figure.
+import json
+import sys
+from pathlib import Path
+
+from sigprop.config import ConfigError, experiment_jobs, validate_config
+from sigprop.figures import EXPERIMENT_KINDS, FIGURES, figure_spec
+
+SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+try:
+    validate_config(config, SCHEMA)
+except ConfigError as err:
+    sys.exit(f"{err}\nFix the config file (the schema is {SCHEMA}).")
+
+SRC = Path("src/sigprop")
+SIMULATION_CODE = [str(SRC / f) for f in ("model.py", "measure.py", "experiments.py")]
+AGGREGATION_CODE = [str(SRC / f) for f in ("aggregation.py", "theory.py")]
+
+JOBS = {
+    job.path: job
+    for name, exp in config["experiments"].items()
+    for job in experiment_jobs(name, exp, EXPERIMENT_KINDS[name])
+}
+STEMS = {spec.stem: key for key, spec in FIGURES.items()}
+
+
+def raw_files(figure):
+    """Raw tables of every experiment a figure reads."""
+    spec = figure_spec(figure)
+    if not spec.raw:
+        return []
+    missing = [e for e in spec.experiments if e not in config["experiments"]]
+    if missing:
+        raise ValueError(f"{figure} needs experiments.{missing[0]} in the config")
+    return [path for path, job in JOBS.items() if job.experiment in spec.experiments]
+
+
+def figure_files(figure):
+    """The PDF and PNG of a figure."""
+    stem = figure_spec(figure).stem
+    return [f"figures/{stem}.pdf", f"figures/{stem}.png"]
+
+
+def job_spec(wildcards):
+    """The JSON spec of one seed-level job."""
+    path = f"results/raw/{wildcards.experiment}/{wildcards.point}/seeds~{wildcards.seeds}.parquet"
+    if path not in JOBS:
+        raise ValueError(f"{path} is not a job of this config; its experiments are: {', '.join(config['experiments'])}")
+    return JOBS[path].spec
+
+
+def print_checks_summary():
+    """The one-line summary of results/checks.csv, at the end of a run."""
+    import pandas as pd
+
+    from sigprop.checks import summary
+
+    if Path("results/checks.csv").exists():
+        print(summary(pd.read_csv("results/checks.csv")))
