@@ -6,7 +6,6 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from sigprop import theory
 from sigprop.model import resolve_alpha
@@ -15,14 +14,10 @@ LEVEL = 0.95
 N_BOOT = 1000
 
 
-def mean_ci(values: np.ndarray) -> tuple[float, float, float]:
-    """Mean and Student-t 95% interval of the mean over seeds."""
+def mean_ci(values: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
+    """Mean over seeds with a percentile-bootstrap 95% interval (resampling seeds; positive data stay positive)."""
     values = np.asarray(values, dtype=float)
-    m = float(values.mean())
-    if len(values) < 2:
-        return m, np.nan, np.nan
-    half = stats.t.ppf(0.5 + LEVEL / 2, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return m, m - half, m + half
+    return ratio_ci(values, np.ones_like(values), seed)
 
 
 def ratio_ci(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, float, float]:
@@ -70,10 +65,28 @@ def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         for layer, g in grp.groupby("layer"):
             rho = ratio_ci(g.offdiag.to_numpy(), (n - 1) * g.sq_norm.to_numpy())
             norm = mean_ci(g.sq_norm.to_numpy())
-            rows.append({**group, "layer": layer, "metric": "correlation", "mean": rho[0], "ci_low": rho[1],
-                         "ci_high": rho[2], "theory": float(theory.correlation(n, x_sq, c0, layer, a1))})
-            rows.append({**group, "layer": layer, "metric": "sq_norm", "mean": norm[0], "ci_low": norm[1],
-                         "ci_high": norm[2], "theory": float(theory.sq_norm(n, x_sq, c0, layer, a1, a2))})
+            rows.append(
+                {
+                    **group,
+                    "layer": layer,
+                    "metric": "correlation",
+                    "mean": rho[0],
+                    "ci_low": rho[1],
+                    "ci_high": rho[2],
+                    "theory": float(theory.correlation(n, x_sq, c0, layer, a1)),
+                }
+            )
+            rows.append(
+                {
+                    **group,
+                    "layer": layer,
+                    "metric": "sq_norm",
+                    "mean": norm[0],
+                    "ci_low": norm[1],
+                    "ci_high": norm[2],
+                    "theory": float(theory.sq_norm(n, x_sq, c0, layer, a1, a2)),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -118,7 +131,9 @@ def fig10(raw: pd.DataFrame) -> pd.DataFrame:
     raw = raw[raw.metric.isin(["offdiag", "sq_norm"])]
     wide = _wide(raw, ["attention", "input_std", "n_tokens", "n_layers", "alpha", "seed", "layer"])
     frames = []
-    for (att, std, n, n_layers, alpha), grp in wide.groupby(["attention", "input_std", "n_tokens", "n_layers", "alpha"]):
+    for (att, std, n, n_layers, alpha), grp in wide.groupby(
+        ["attention", "input_std", "n_tokens", "n_layers", "alpha"]
+    ):
         a = resolve_alpha(alpha, int(n_layers))
         layer0 = grp[grp.layer == 0]
         x_sq, c0 = layer0.sq_norm.mean(), (layer0.offdiag + layer0.sq_norm).mean()

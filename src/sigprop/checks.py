@@ -43,8 +43,16 @@ def fig08(t: pd.DataFrame) -> list[Check]:
     out = []
     for (alpha, metric), g in t[t.attention == "uniform"].groupby(["alpha", "metric"]):
         dev, ok = _within_or_inside(g, 0.05)
-        out.append(Check(f"fig08 uniform alpha={alpha} {metric} vs theory (max rel. dev.)", "fig08",
-                         "0 (theory)", dev, "5% or theory in 95% CI at every layer", ok))
+        out.append(
+            Check(
+                f"fig08 uniform alpha={alpha} {metric} vs theory (max rel. dev.)",
+                "fig08",
+                "0 (theory)",
+                dev,
+                "5% or theory in 95% CI at every layer",
+                ok,
+            )
+        )
     return out
 
 
@@ -52,8 +60,16 @@ def fig10(t: pd.DataFrame) -> list[Check]:
     """Uniform panel: the empirical mean at every depth within 5% of theory."""
     u = t[t.attention == "uniform"].drop_duplicates("layer")
     dev = float((u.emp_mean / u.theory_mean - 1).abs().max())
-    return [Check("fig10 uniform empirical mean vs theory (max rel. dev. over depths)", "fig10", "0 (theory)",
-                  dev, "0.05", dev <= 0.05)]
+    return [
+        Check(
+            "fig10 uniform empirical mean vs theory (max rel. dev. over depths)",
+            "fig10",
+            "0 (theory)",
+            dev,
+            "0.05",
+            dev <= 0.05,
+        )
+    ]
 
 
 def fig11(t: pd.DataFrame) -> list[Check]:
@@ -61,12 +77,28 @@ def fig11(t: pd.DataFrame) -> list[Check]:
     out = []
     for metric, g in t[t.attention == "uniform"].groupby("metric"):
         dev, ok = _within_or_inside(g, 0.03)
-        out.append(Check(f"fig11 uniform {metric} autodiff vs formula (max rel. dev.)", "fig11", "0 (formula)",
-                         dev, "3% or formula in 95% CI at every point", ok))
+        out.append(
+            Check(
+                f"fig11 uniform {metric} autodiff vs formula (max rel. dev.)",
+                "fig11",
+                "0 (formula)",
+                dev,
+                "3% or formula in 95% CI at every point",
+                ok,
+            )
+        )
     soft = t[(t.attention == "softmax") & (t.metric == "grad_q_sq")]
     dev = float((soft["mean"] / soft.theory - 1).abs().max())
-    out.append(Check("fig11 softmax grad_q_sq vs formula (max rel. dev., shown, not required)", "fig11",
-                     "deviation grows with s", dev, "none", True))
+    out.append(
+        Check(
+            "fig11 softmax grad_q_sq vs formula (max rel. dev., shown, not required)",
+            "fig11",
+            "deviation grows with s",
+            dev,
+            "none",
+            True,
+        )
+    )
     return out
 
 
@@ -78,8 +110,16 @@ def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
         w = t[(t.metric == metric) & (t.layer >= 4)].pivot(index="layer", columns="alpha", values="mean")[order]
         mono = (np.sign(np.diff(w.to_numpy(), axis=1)) == sign).all(axis=1)
         frac = float(mono.mean())
-        out.append(Check(f"{fig} {norm}: {metric} monotone in alpha (fraction of layers >= 4)", fig, "1.0",
-                         frac, "0", frac == 1.0))
+        out.append(
+            Check(
+                f"{fig} {norm}: {metric} monotone in alpha (fraction of layers >= 4)",
+                fig,
+                "1.0",
+                frac,
+                "0",
+                frac == 1.0,
+            )
+        )
     cos = t[t.metric == "cosine"].set_index(["alpha", "layer"])["mean"]
     last = int(t.layer.max())
     if norm == "post" and "1" in order:
@@ -89,8 +129,9 @@ def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
         out.append(Check(f"{fig} POST-LN alpha=1: Q gradient ratio at layer 12", fig, "< 0.01", q12, "-", q12 < 0.01))
     if "1/sqrt(L)" in order:
         cl = float(cos.loc[("1/sqrt(L)", last)])
-        out.append(Check(f"{fig} {norm} alpha=1/sqrt(L): cosine at the last layer ({last})", fig, "< 0.9", cl,
-                         "-", cl < 0.9))
+        out.append(
+            Check(f"{fig} {norm} alpha=1/sqrt(L): cosine at the last layer ({last})", fig, "< 0.9", cl, "-", cl < 0.9)
+        )
     return out
 
 

@@ -23,8 +23,14 @@ def simulate(args: argparse.Namespace) -> None:
     spec = json.loads(args.spec)
     start = time.perf_counter()
     df = run_point(spec["kind"], spec["fixed"], spec["point"], spec["inner"], spec["seeds"])
-    meta = provenance(config=args.config_name, config_hash=config_hash(spec), experiment=spec["experiment"],
-                      point=spec["point"], seeds=spec["seeds"], wall_s=round(time.perf_counter() - start, 3))
+    meta = provenance(
+        config=args.config_name,
+        config_hash=config_hash(spec),
+        experiment=spec["experiment"],
+        point=spec["point"],
+        seeds=spec["seeds"],
+        wall_s=round(time.perf_counter() - start, 3),
+    )
     write_table(df, args.out, meta)
 
 

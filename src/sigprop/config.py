@@ -40,9 +40,7 @@ def _explain(err: jsonschema.ValidationError) -> str:
 
 
 def _check(instance: Any, schema: Mapping, root: Mapping, prefix: str = "") -> list[str]:
-    validator = jsonschema.Draft202012Validator(
-        schema, registry=_registry(root)
-    )
+    validator = jsonschema.Draft202012Validator(schema, registry=_registry(root))
     return [prefix + _explain(e) for e in sorted(validator.iter_errors(instance), key=lambda e: list(e.path))]
 
 
@@ -118,7 +116,16 @@ def experiment_jobs(name: str, exp: Mapping, kind: str) -> list[Job]:
         seen[pid] = point
         for start in range(0, len(seeds), per):
             batch = seeds[start : start + per]
-            spec = json.dumps({"experiment": name, "kind": kind, "fixed": exp.get("fixed", {}), "point": point,
-                               "inner": exp.get("inner"), "seeds": batch}, sort_keys=True)
+            spec = json.dumps(
+                {
+                    "experiment": name,
+                    "kind": kind,
+                    "fixed": exp.get("fixed", {}),
+                    "point": point,
+                    "inner": exp.get("inner"),
+                    "seeds": batch,
+                },
+                sort_keys=True,
+            )
             jobs.append(Job(name, pid, tuple(batch), spec))
     return jobs

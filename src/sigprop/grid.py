@@ -6,6 +6,8 @@ import itertools
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+Params = Mapping[str, Any]
+
 
 def expand_grid(grid: Mapping[str, list] | list[Mapping[str, list]] | None) -> list[dict]:
     """All points of a grid: a mapping is a Cartesian product; a list is the union of its products."""

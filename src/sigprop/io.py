@@ -48,8 +48,13 @@ def _git_state() -> dict[str, Any]:
     root = Path(__file__).resolve().parents[2]
     try:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10)
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         if commit.returncode == 0:
             return {"git_commit": commit.stdout.strip(), "git_dirty": bool(dirty.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
@@ -68,7 +73,10 @@ def provenance(**fields: Any) -> dict[str, Any]:
     """Where a result came from: the given fields plus git state, package versions, host and device."""
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"cpu ({platform.processor() or platform.machine()})"
+    if torch.cuda.is_available():
+        device = torch.cuda.get_device_name()
+    else:
+        device = f"cpu ({platform.processor() or platform.machine()})"
     return {
         **fields,
         **_git_state(),
@@ -83,8 +91,9 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, meta: Mapping[str, An
     """Write ``df`` as parquet atomically, with ``meta`` as JSON in the file's schema metadata."""
     table = pa.Table.from_pandas(df, preserve_index=False)
     if meta is not None:
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}),
-                                               PROVENANCE_KEY: json.dumps(meta, default=str).encode()})
+        table = table.replace_schema_metadata(
+            {**(table.schema.metadata or {}), PROVENANCE_KEY: json.dumps(meta, default=str).encode()}
+        )
     with atomic_path(path) as tmp:
         pq.write_table(table, tmp)
 
@@ -98,7 +107,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 def read_tables(paths: list[str]) -> pd.DataFrame:
     """Concatenate parquet tables; a column holding both text and numbers becomes text."""
     df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
-    for col in df.columns[df.dtypes == object]:
+    for col in df.columns[df.dtypes.map(lambda t: t == object)]:  # noqa: E721
         kinds = {type(v) for v in df[col].dropna()}
         if len(kinds) > 1:
             df[col] = df[col].map(lambda v: v if pd.isna(v) else str(v))

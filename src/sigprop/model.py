@@ -83,7 +83,9 @@ def attention_weights(logits: Tensor, kind: AttentionKind) -> Tensor:
     if kind == "uniform":
         n = logits.shape[-1]
         dev = (logits - logits.mean(dim=-1, keepdim=True)) / n
-        return torch.full_like(logits, 1.0 / n) + dev - dev.detach()
+        # (dev - dev.detach()) is exactly 0 in value, so A is exactly 1/n even for huge logits;
+        # 1/n + dev - dev.detach() would round 1/n away once |dev| >> 1/n.
+        return torch.full_like(logits, 1.0 / n) + (dev - dev.detach())
     raise ValueError(f"attention {kind!r}: use 'softmax' or 'uniform'")
 
 
@@ -128,9 +130,7 @@ class MultiHeadAttention(nn.Module):
                     tri = torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
                     mask = mask & tri
                     causal = False
-            out = F.scaled_dot_product_attention(
-                q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale
-            )
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale)
         else:
             if causal or key_padding_mask is not None:
                 raise ValueError("uniform attention is defined for unmasked encoders only")
@@ -176,9 +176,7 @@ class _Block(nn.Module):
             self.register_buffer("alpha2", a2)
         n_norms = 3 if cross else 2
         use_ln = cfg.norm != "none"
-        self.norms = nn.ModuleList(
-            nn.LayerNorm(cfg.d_model) if use_ln else nn.Identity() for _ in range(n_norms)
-        )
+        self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) if use_ln else nn.Identity() for _ in range(n_norms))
 
     def _drop(self, x: Tensor) -> Tensor:
         return F.dropout(x, self.cfg.dropout, self.training)
@@ -322,3 +320,162 @@ class Encoder(nn.Module):
     def logits(self, out: Tensor) -> Tensor:
         """Tied read-out: ``out @ E^T``."""
         return out @ self.embed.weight.T
+
+
+# --------------------------------------------------------------------------------------------
+# encoder-decoder for translation (SPEC sections 1 and 5)
+# --------------------------------------------------------------------------------------------
+
+Seq2SeqInit = Literal["fairseq", "paper", "tfixup"]
+
+
+@dataclass
+class Seq2SeqConfig:
+    """An encoder-decoder built from the block family above.
+
+    ``block`` holds what both stacks share (width, heads, norm, alphas, tau, dropouts);
+    ``block.n_layers`` is the number of encoder blocks, ``decoder_layers`` that of the decoder
+    (default: the same). A residual scale ``1/sqrt(L)`` uses each stack's own L.
+
+    One joint dictionary: a single embedding matrix serves the encoder input, the decoder input
+    and the (tied) output projection, as fairseq's ``--share-all-embeddings``. Embeddings are
+    multiplied by sqrt(d) (fairseq's ``embed_scale``; ``scale_embedding=False`` drops it) and
+    sinusoidal positions are added (from position 0; fairseq starts at padding_idx + 1, which
+    only shifts the phase). Dropout ``block.dropout`` follows the embedding and every sub-layer.
+
+    ``init``:
+      * ``fairseq``: fairseq's transformer: embeddings N(0, d^-1/2) with a zero padding row;
+        query/key/value Xavier-uniform with gain 1/sqrt(2), output and feed-forward weights
+        Xavier-uniform; biases zero.
+      * ``paper``: the model family's init (:func:`init_paper_`), embeddings as ``fairseq``.
+      * ``tfixup``: T-Fixup (Huang et al., 2020): Xavier-uniform (gain 1) everywhere, embeddings
+        N(0, d^-1/2) times (9 N)^-1/4; in every encoder block the value, attention-output and
+        both feed-forward weights times 0.67 N^-1/4; in every decoder block the same weights
+        (self- and cross-attention) times (9 N)^-1/4 (N = blocks of that stack; as the
+        authors' fairseq code, the shared embedding is scaled once, with the encoder's N).
+    """
+
+    block: ModelConfig
+    vocab: int
+    decoder_layers: int | None = None
+    pad_index: int = 1
+    init: Seq2SeqInit = "fairseq"
+    scale_embedding: bool = True
+    max_positions: int = 1024
+
+    @property
+    def encoder(self) -> ModelConfig:
+        """Configuration of the encoder stack."""
+        return self.block
+
+    @property
+    def decoder(self) -> ModelConfig:
+        """Configuration of the decoder stack (``decoder_layers`` blocks)."""
+        from dataclasses import replace
+
+        return replace(self.block, n_layers=self.decoder_layers or self.block.n_layers)
+
+
+def _xavier_(w: Tensor, gain: float = 1.0, generator: torch.Generator | None = None) -> None:
+    fan_out, fan_in = w.shape
+    bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
+    w.uniform_(-bound, bound, generator=generator)
+
+
+class EncoderDecoder(nn.Module):
+    """Encoder-decoder Transformer: shared embeddings, causal decoder, cross-attention.
+
+    ``forward(src, prev)`` returns ``(logits, states)`` with ``states["encoder"]`` and
+    ``states["decoder"]`` the residual stream before and after every block (as :class:`Stack`).
+    ``src`` and ``prev`` are (batch, n) token ids, right-padded with ``pad_index``; ``prev`` is
+    the target shifted right (fairseq starts it with EOS).
+    """
+
+    def __init__(self, cfg: Seq2SeqConfig, generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg
+        d = cfg.block.d_model
+        self.embed = nn.Embedding(cfg.vocab, d, padding_idx=cfg.pad_index)
+        self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
+        self.register_buffer("pos", sinusoidal_positions(cfg.max_positions, d), persistent=False)
+        self.encoder = Stack(cfg.encoder)
+        self.decoder = Stack(cfg.decoder, cross=True)
+        self.reset_parameters(generator)
+
+    # ---- initialisation -------------------------------------------------------------------
+
+    @torch.no_grad()
+    def reset_parameters(self, generator: torch.Generator | None = None) -> None:
+        """Draw every weight from ``cfg.init`` (see :class:`Seq2SeqConfig`)."""
+        cfg, d = self.cfg, self.cfg.block.d_model
+        self.embed.weight.normal_(0.0, d**-0.5, generator=generator)
+        if cfg.init == "paper":
+            self.encoder.reset_parameters(generator)
+            self.decoder.reset_parameters(generator)
+        else:
+            tfixup = cfg.init == "tfixup"
+            for m in self.modules():
+                if isinstance(m, MultiHeadAttention):
+                    for lin in (m.wq, m.wk, m.wv):
+                        _xavier_(lin.weight, 1.0 if tfixup else 2**-0.5, generator)
+                    if isinstance(m.wo, nn.Linear):
+                        _xavier_(m.wo.weight, 1.0, generator)
+                elif isinstance(m, FeedForward):
+                    _xavier_(m.w1.weight, 1.0, generator)
+                    _xavier_(m.w2.weight, 1.0, generator)
+                elif isinstance(m, nn.LayerNorm):
+                    m.reset_parameters()
+                if isinstance(m, nn.Linear) and m.bias is not None:
+                    m.bias.zero_()
+            if tfixup:
+                n_enc, n_dec = len(self.encoder.blocks), len(self.decoder.blocks)
+                self.embed.weight.mul_((9 * n_enc) ** -0.25)
+                for stack, scale in ((self.encoder, 0.67 * n_enc**-0.25), (self.decoder, (9 * n_dec) ** -0.25)):
+                    for block in stack.blocks:
+                        attns = [block.attn] + ([block.cross] if block.cross is not None else [])
+                        weights = [a.wv.weight for a in attns] + [block.ffn.w1.weight, block.ffn.w2.weight]
+                        weights += [a.wo.weight for a in attns if isinstance(a.wo, nn.Linear)]
+                        for w in weights:
+                            w.mul_(scale)
+        self.embed.weight[cfg.pad_index].zero_()
+
+    # ---- forward --------------------------------------------------------------------------
+
+    def set_tau(self, tau: float) -> None:
+        """Set the inverse temperature of every attention (encoder, decoder self and cross)."""
+        for m in self.modules():
+            if isinstance(m, MultiHeadAttention):
+                m.tau = float(tau)
+
+    def embed_tokens(self, tokens: Tensor) -> Tensor:
+        """``sqrt(d) E[tokens] + positions``, then dropout."""
+        x = self.embed_scale * self.embed(tokens) + self.pos[: tokens.shape[1]].to(self.embed.weight.dtype)
+        return F.dropout(x, self.cfg.block.dropout, self.training)
+
+    def encode(self, src: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
+        """Return ``(memory, memory_padding_mask, encoder hidden states)``."""
+        mask = src.eq(self.cfg.pad_index)
+        out, hidden = self.encoder(self.embed_tokens(src), self_mask=mask)
+        return out, mask, hidden
+
+    def decode(self, prev: Tensor, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """Decoder output logits (batch, n, vocab) and its hidden states, for target prefix ``prev``.
+
+        Self-attention is causal; padding sits at the end of each row (right padding), so
+        the causal mask already hides padded keys from every real position.
+        """
+        out, hidden = self.decoder(self.embed_tokens(prev), memory=memory, memory_mask=memory_mask, causal=True)
+        return out @ self.embed.weight.T, hidden
+
+    def forward(self, src: Tensor, prev: Tensor) -> tuple[Tensor, dict[str, list[Tensor]]]:
+        """Teacher-forced logits and the hidden states of both stacks."""
+        memory, mask, enc_hidden = self.encode(src)
+        logits, dec_hidden = self.decode(prev, memory, mask)
+        return logits, {"encoder": enc_hidden, "decoder": dec_hidden}
+
+    def alphas(self) -> dict[str, list[tuple[float, float]]]:
+        """Current ``(alpha1, alpha2)`` of every block, per stack."""
+        return {
+            name: [(float(b.alpha1), float(b.alpha2)) for b in stack.blocks]
+            for name, stack in (("encoder", self.encoder), ("decoder", self.decoder))
+        }

@@ -6,6 +6,10 @@ from pathlib import Path
 from sigprop.config import ConfigError, experiment_jobs, validate_config
 from sigprop.figures import EXPERIMENT_KINDS, FIGURES, figure_spec
 
+# Jobs run the code in this checkout's src/ (the files the rules declare as inputs).
+SRC_ABS = Path.cwd() / "src"
+shell.prefix(f"export PYTHONPATH='{SRC_ABS}':$PYTHONPATH; ")
+
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 try:
     validate_config(config, SCHEMA)
@@ -45,8 +49,22 @@ def job_spec(wildcards):
     """The JSON spec of one seed-level job."""
     path = f"results/raw/{wildcards.experiment}/{wildcards.point}/seeds~{wildcards.seeds}.parquet"
     if path not in JOBS:
-        raise ValueError(f"{path} is not a job of this config; its experiments are: {', '.join(config['experiments'])}")
+        raise ValueError(
+            f"{path} is not a job of this config; its experiments are: {', '.join(config['experiments'])}"
+        )
     return JOBS[path].spec
+
+
+def plot_inputs(wildcards):
+    """Tables and plotting code of one figure (its module, the shared style, shared layouts)."""
+    key = STEMS[wildcards.stem]
+    spec = FIGURES[key]
+    return {
+        "tables": [f"results/aggregated/{t}.parquet" for t in (key, *spec.tables)],
+        "code": [
+            str(SRC / "plotting" / f"{m}.py") for m in (key, "style", *spec.helpers)
+        ],
+    }
 
 
 def print_checks_summary():

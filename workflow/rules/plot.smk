@@ -2,29 +2,24 @@
 # input, so editing one figure's code reruns only that figure.
 
 
-def plot_inputs(wildcards):
-    key = STEMS[wildcards.stem]
-    spec = FIGURES[key]
-    return {
-        "tables": [f"results/aggregated/{t}.parquet" for t in (key, *spec.tables)],
-        "code": [str(SRC / "plotting" / f"{m}.py") for m in (key, "style", *spec.helpers)],
-    }
-
-
 rule plot:
     input:
         unpack(plot_inputs),
     output:
         pdf="figures/{stem}.pdf",
         png="figures/{stem}.png",
-    params:
-        style=json.dumps(config["style"]),
-    wildcard_constraints:
-        stem="|".join(STEMS),
+    log:
+        "results/logs/plot/{stem}.log",
     benchmark:
         "results/benchmarks/plot/{stem}.tsv"
+    wildcard_constraints:
+        stem="|".join(STEMS),
+    conda:
+        "../../envs/sigprop.yaml"
+    params:
+        style=json.dumps(config["style"]),
     shell:
-        "python -m sigprop plot --out {output.pdf} --style {params.style:q} {input.tables}"
+        "python -m sigprop plot --out {output.pdf} --style {params.style:q} {input.tables} > {log} 2>&1"
 
 
 # One named target per figure: `snakemake fig7`.
@@ -35,3 +30,13 @@ for _key in FIGURES:
             f"fig{int(_key[3:])}"
         input:
             figure_files(_key),
+
+
+# A target such as `snakemake fig99` that names no figure stops with the list of figures.
+rule unknown_figure:
+    input:
+        lambda wc: figure_files(wc.target),
+    output:
+        "{target}",
+    wildcard_constraints:
+        target=r"fig[0-9]+",

@@ -6,19 +6,21 @@ rule simulate:
         SIMULATION_CODE,
     output:
         "results/raw/{experiment}/{point}/seeds~{seeds}.parquet",
-    params:
-        spec=job_spec,
-        name=config["name"],
+    log:
+        "results/logs/simulate/{experiment}/{point}/seeds~{seeds}.log",
+    benchmark:
+        "results/benchmarks/simulate/{experiment}/{point}/seeds~{seeds}.tsv"
     wildcard_constraints:
         seeds=r"\d+-\d+",
+    conda:
+        "../../envs/sigprop.yaml"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 4000 * attempt,
         runtime=30,
-    benchmark:
-        "results/benchmarks/simulate/{experiment}/{point}/seeds~{seeds}.tsv"
-    log:
-        "results/logs/simulate/{experiment}/{point}/seeds~{seeds}.log",
+    params:
+        spec=job_spec,
+        name=config["name"],
     shell:
         "OMP_NUM_THREADS={threads} python -m sigprop simulate --spec {params.spec:q}"
         " --config-name {params.name} --out {output} > {log} 2>&1"

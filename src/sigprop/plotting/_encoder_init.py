@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.ticker as mticker
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -15,8 +16,11 @@ def plot_encoder_init(table: pd.DataFrame, style: Style, norm_label: str) -> Fig
     fig, axes = style.figure(1, 3, height_ratio=0.95)
     alphas = [a for a in ALPHAS if a in set(table.alpha)] + sorted(set(table.alpha) - set(ALPHAS))
     colors = dict(zip(alphas, style.colors(len(alphas))))
-    panels = [("cosine", "token cosine", "(a)"), ("grad_ratio_q", r"$|\nabla W_Q^l| / |\nabla W_Q^1|$", "(b)"),
-              ("grad_ratio_v", r"$|\nabla W_V^l| / |\nabla W_V^1|$", "(c)")]
+    panels = [
+        ("cosine", "token cosine", "(a)"),
+        ("grad_ratio_q", r"$|\nabla W_Q^l| / |\nabla W_Q^1|$", "(b)"),
+        ("grad_ratio_v", r"$|\nabla W_V^l| / |\nabla W_V^1|$", "(c)"),
+    ]
     for ax, (metric, ylabel, tag) in zip(axes, panels):
         for alpha in alphas:
             t = table[(table.metric == metric) & (table.alpha == alpha)].sort_values("layer")
@@ -29,7 +33,11 @@ def plot_encoder_init(table: pd.DataFrame, style: Style, norm_label: str) -> Fig
         ax.set_title(f"{tag} {norm_label}", loc="left")
         if metric != "cosine":
             ax.set_yscale("log")
+        if metric == "grad_ratio_v":
+            ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
+            ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     axes[0].set_ylim(0, 1.02)
-    axes[1].plot([], [], color="grey", ls=":", lw=1.0, label=r"keys ($W_K$)")
-    axes[1].legend(loc="lower left")
+    axes[1].plot([], [], color="grey", ls=":", lw=1.0, label=r"keys $W_K$ (dotted)")
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return fig

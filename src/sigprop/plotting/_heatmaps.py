@@ -20,9 +20,19 @@ def plot_heatmaps(table: pd.DataFrame, style: Style, vlim: float, title: str) ->
             sub = table[(table.s == s) & (table.rho == rho)]
             grid = sub.pivot(index="d_model", columns="n_tokens", values="log10_ratio").sort_index(ascending=False)
             last = i == len(ss) - 1 and j == len(rhos) - 1
-            sns.heatmap(grid, ax=ax, cmap="RdBu_r", vmin=-vlim, vmax=vlim, center=0, cbar=last,
-                        cbar_kws={"label": r"$\log_{10}\,|\nabla W_Q| / |\nabla W_V|$"} if last else None,
-                        xticklabels=2, yticklabels=2, square=True)
+            sns.heatmap(
+                grid,
+                ax=ax,
+                cmap="RdBu_r",
+                vmin=-vlim,
+                vmax=vlim,
+                center=0,
+                cbar=last,
+                cbar_kws={"label": r"$\log_{10}\,|\nabla W_Q| / |\nabla W_V|$"} if last else None,
+                xticklabels=2,
+                yticklabels=2,
+                square=True,
+            )
             ax.set_xlabel("n" if i == len(ss) - 1 else "")
             ax.set_ylabel(f"s = {s:g}\nd" if j == 0 else "")
             if i == 0:

@@ -29,5 +29,5 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     ax.set_xlabel("layer")
     ax.set_ylabel(r"token correlation $\rho^l$")
     ax.set_ylim(0, 1.02)
-    ax.legend(ncols=2, loc="center right")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside right center")
     return fig

@@ -16,7 +16,10 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     t = tables["fig08"]
     fig, axes = style.figure(1, 2, height_ratio=0.8)
     colors = dict(zip(SCALES, style.colors(len(SCALES))))
-    for ax, metric, ylabel in ((axes[0], "sq_norm", r"$\|X^l\|_F^2$"), (axes[1], "correlation", r"correlation $\rho^l$")):
+    for ax, metric, ylabel in (
+        (axes[0], "sq_norm", r"$\|X^l\|_F^2$"),
+        (axes[1], "correlation", r"correlation $\rho^l$"),
+    ):
         for alpha, alabel in SCALES.items():
             for att, ls in ATTENTION.items():
                 s = t[(t.metric == metric) & (t.alpha == alpha) & (t.attention == att)].sort_values("layer")
@@ -24,11 +27,12 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
                     continue
                 band(ax, s.layer, s["mean"], s.ci_low, s.ci_high, colors[alpha], f"{alabel}, {att}", ls=ls)
             th = t[(t.metric == metric) & (t.alpha == alpha)].drop_duplicates("layer").sort_values("layer")
-            ax.plot(th.layer, th.theory, color=colors[alpha], alpha=0.9, **THEORY)
+            ax.plot(th.layer, th.theory, color="black", **THEORY)
         ax.set_xlabel("layer")
         ax.set_ylabel(ylabel)
     axes[0].set_yscale("log")
     axes[1].set_ylim(-0.02, 1.02)
-    axes[1].plot([], [], color="black", label="theory", **THEORY)
-    axes[1].legend(loc="center right")
+    axes[1].plot([], [], color="black", label="theory (uniform attention)", **THEORY)
+    handles, labels = axes[1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3)
     return fig

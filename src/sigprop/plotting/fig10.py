@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib as mpl
 import numpy as np
 import pandas as pd
 import seaborn as sns
@@ -10,31 +11,44 @@ from matplotlib.figure import Figure
 from sigprop.plotting.style import Style
 
 
-def _panel_title(att: str, std: str) -> str:
-    std_label = r"$1/\sqrt{d}$" if str(std) == "1/sqrt(d)" else str(std)
-    return f"{att} attention, input std {std_label}"
+def _std_label(std: object) -> str:
+    return r"$1/\sqrt{d}$" if str(std) == "1/sqrt(d)" else f"{float(std):g}"
+
+
+def _panel_order(t: pd.DataFrame) -> list[tuple[str, object]]:
+    """Uniform before softmax, then the smaller input scale first (1/sqrt(d) before numbers)."""
+    panels = t[["attention", "input_std"]].drop_duplicates().itertuples(index=False)
+    return sorted(panels, key=lambda p: (str(p[1]) != "1/sqrt(d)", p[0] != "uniform", str(p[1])))
 
 
 def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
-    """One panel per (attention, input std); hue = depth; red dashed = empirical mean, blue dashed = theory, at the last depth."""
+    """One panel per (attention, input std); colour = depth.
+
+    Red dashed: empirical mean at the last depth; blue dashed: the theoretical mean there.
+    """
     t = tables["fig10"].copy()
-    panels = t[["attention", "input_std"]].drop_duplicates().sort_values(["input_std", "attention"], ascending=[True, False])
-    fig, axes = style.figure(1, len(panels), height_ratio=0.9, squeeze=False)
     t["log10_sq_norm"] = np.log10(t.sq_norm)
-    last = int(t.layer.max())
-    for ax, (_, row) in zip(axes[0], panels.iterrows()):
-        s = t[(t.attention == row.attention) & (t.input_std == row.input_std)]
-        sns.kdeplot(data=s, x="log10_sq_norm", hue="layer", palette="viridis", ax=ax, common_norm=False,
-                    legend=ax is axes[0][-1], lw=0.9)
+    panels = _panel_order(t)
+    fig, axes = style.figure(1, len(panels), height_ratio=0.85, squeeze=False, sharey=False)
+    depths = sorted(t.layer.unique())
+    cmap = mpl.colormaps["viridis"]
+    norm = mpl.colors.Normalize(min(depths), max(depths))
+    palette = {d: cmap(norm(d)) for d in depths}
+    last = int(max(depths))
+    for i, (ax, (att, std)) in enumerate(zip(axes[0], panels)):
+        s = t[(t.attention == att) & (t.input_std == std)]
+        sns.kdeplot(
+            data=s, x="log10_sq_norm", hue="layer", palette=palette, ax=ax, common_norm=False, legend=False, lw=0.9
+        )
         end = s[s.layer == last]
         ax.axvline(np.log10(end.emp_mean.iloc[0]), color="red", ls="--", lw=1.0)
         ax.axvline(np.log10(end.theory_mean.iloc[0]), color="blue", ls="--", lw=1.0)
-        ax.set_title(_panel_title(row.attention, row.input_std), loc="left")
+        ax.set_title(f"({'abc'[i]}) {att}, input std {_std_label(std)}", loc="left")
         ax.set_xlabel(r"$\log_{10}\|X^l\|_F^2$")
-    legend = axes[0][-1].get_legend()
-    if legend is not None:
-        legend.set_title("depth")
+        if i:
+            ax.set_ylabel("")
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes[0].tolist(), label="depth l", aspect=30)
     axes[0][0].plot([], [], color="red", ls="--", label=f"empirical mean, depth {last}")
     axes[0][0].plot([], [], color="blue", ls="--", label=f"theoretical mean, depth {last}")
-    axes[0][0].legend(loc="upper left")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=2)
     return fig

@@ -7,7 +7,12 @@ from matplotlib.figure import Figure
 
 from sigprop.plotting.style import THEORY, Style, band
 
-SWEEPS = {"n_tokens": "sequence length n", "d_model": "width d", "s": r"input std $\sigma_x$", "rho": r"correlation $\rho$"}
+SWEEPS = {
+    "n_tokens": "sequence length n",
+    "d_model": "width d",
+    "s": r"input std $\sigma_x$",
+    "rho": r"correlation $\rho$",
+}
 LOG_X = {"n_tokens", "d_model"}
 
 
@@ -26,8 +31,9 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     t = tables["fig11"]
     fig, axes = style.figure(2, 4, height_ratio=0.9)
     colors = dict(zip(["softmax", "uniform"], style.colors(2)))
-    for row, (metric, ylabel) in enumerate((("grad_q_sq", r"$\|\partial S/\partial W_Q\|_F^2$"),
-                                             ("grad_v_sq", r"$\|\partial S/\partial W_V\|_F^2$"))):
+    for row, (metric, ylabel) in enumerate(
+        (("grad_q_sq", r"$\|\partial S/\partial W_Q\|_F^2$"), ("grad_v_sq", r"$\|\partial S/\partial W_V\|_F^2$"))
+    ):
         for col, (key, xlabel) in enumerate(SWEEPS.items()):
             ax = axes[row][col]
             for att, color in colors.items():
@@ -41,5 +47,6 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             ax.set_xlabel(xlabel)
             if col == 0:
                 ax.set_ylabel(ylabel)
-    axes[0][0].legend(loc="upper left", fontsize=style.font_size - 2)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncols=3)
     return fig

@@ -11,5 +11,6 @@ from sigprop.plotting.style import Style
 
 def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     """Heatmaps measured by autodiff (softmax attention), on Fig 13's colour scale."""
-    return plot_heatmaps(tables["fig12"], style, shared_limit(tables["fig12"], tables["fig13"]),
-                         "measured (autodiff, softmax attention)")
+    return plot_heatmaps(
+        tables["fig12"], style, shared_limit(tables["fig12"], tables["fig13"]), "measured (autodiff, softmax attention)"
+    )

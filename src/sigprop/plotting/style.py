@@ -19,7 +19,12 @@ from matplotlib.figure import Figure  # noqa: E402
 from sigprop.io import atomic_path  # noqa: E402
 
 THEORY = {"ls": "--", "lw": 1.0}
-ALPHA_LABELS = {"1": r"$\alpha=1$", "0.5": r"$\alpha=0.5$", "0.25": r"$\alpha=0.25$", "1/sqrt(L)": r"$\alpha=1/\sqrt{L}$"}
+ALPHA_LABELS = {
+    "1": r"$\alpha=1$",
+    "0.5": r"$\alpha=0.5$",
+    "0.25": r"$\alpha=0.25$",
+    "1/sqrt(L)": r"$\alpha=1/\sqrt{L}$",
+}
 
 
 @dataclass(frozen=True)
@@ -38,12 +43,24 @@ class Style:
 
     def apply(self) -> None:
         """Set the seaborn theme and font sizes."""
-        sns.set_theme(context="paper", style="whitegrid", palette=self.palette,
-                      rc={"font.size": self.font_size, "axes.labelsize": self.font_size,
-                          "axes.titlesize": self.font_size, "legend.fontsize": self.font_size - 1,
-                          "xtick.labelsize": self.font_size - 1, "ytick.labelsize": self.font_size - 1,
-                          "lines.linewidth": 1.2, "axes.linewidth": 0.6, "grid.linewidth": 0.4,
-                          "legend.frameon": False, "pdf.fonttype": 42})
+        sns.set_theme(
+            context="paper",
+            style="whitegrid",
+            palette=self.palette,
+            rc={
+                "font.size": self.font_size,
+                "axes.labelsize": self.font_size,
+                "axes.titlesize": self.font_size,
+                "legend.fontsize": self.font_size - 1,
+                "xtick.labelsize": self.font_size - 1,
+                "ytick.labelsize": self.font_size - 1,
+                "lines.linewidth": 1.2,
+                "axes.linewidth": 0.6,
+                "grid.linewidth": 0.4,
+                "legend.frameon": False,
+                "pdf.fonttype": 42,
+            },
+        )
 
     def figure(self, nrows: int = 1, ncols: int = 1, height_ratio: float = 0.8, **kw: Any) -> tuple[Figure, Any]:
         """A figure at text width; each panel ``height_ratio`` times as tall as it is wide."""

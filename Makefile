@@ -1,0 +1,26 @@
+# Shortcuts; each target is one command you can also type yourself.
+PY ?= python3
+
+.PHONY: install quick paper test lint rulegraph
+
+install:  ## PyTorch first (the CPU wheel), then this package with test and SLURM extras
+	$(PY) -m pip install torch==2.13.0
+	$(PY) -m pip install -e ".[dev,slurm]"
+
+quick: install  ## the main job: quick config, every figure, on CPU
+	snakemake --cores 2
+
+paper:  ## paper scale (see README for a cluster)
+	snakemake --cores all --configfile config/paper.yaml
+
+lint:  ## the field's habits: ruff, snakefmt, snakemake --lint, current rule graph
+	ruff check src tests bench tools
+	snakefmt --check Snakefile workflow
+	snakemake --lint
+	$(PY) tools/rulegraph.py --check
+
+test: lint  ## lint, then the whole test suite
+	$(PY) -m pytest -q --durations=10
+
+rulegraph:  ## rewrite the README's rule graph
+	$(PY) tools/rulegraph.py

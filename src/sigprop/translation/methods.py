@@ -1,0 +1,138 @@
+"""The training methods of Table 1 (and Fig 1's scaled POST-LN), from their config entries.
+
+A method (config ``methods.<name>``) fixes the architecture variant and the optimiser:
+``norm`` (post / pre / none), residual scales ``alpha`` (or ``alpha1``/``alpha2``; a number or
+``"1/sqrt(L)"``), ``trainable_alpha``, the inverse temperature ``tau`` with its linear warm-up
+``tau_warmup`` (``tau_t = tau * min(1, t / tau_warmup)``, t = updates done), ``init``
+(fairseq / paper / tfixup) and ``optimizer`` (a key of ``translation.optimizers``).
+
+Optimisers (``translation.optimizers.<name>``): ``kind: adam`` (AdamW: decoupled weight decay
+``p -= lr * wd * p``, as fairseq's Adam) or ``kind: sgd`` (SGD with the same decoupled weight
+decay, Loshchilov & Hutter); ``schedule``: ``inverse_sqrt`` (fairseq: linear warm-up from
+``warmup_init_lr`` over ``warmup_updates``, then ``lr * sqrt(warmup / t)``), ``inverse_sqrt_nowarmup``
+(T-Fixup's fairseq fork: ``lr * sqrt(P / (P + t))``, P = ``decay_period``), ``step``
+(``lr * gamma ** #{milestones <= t}``, milestones as fractions of ``updates``), or ``constant``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import torch
+
+from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
+
+MODEL_KEYS = ("d_model", "n_heads", "d_ff", "dropout", "attn_dropout", "act_dropout", "bias", "qk_fan", "activation")
+
+
+def model_config(model: Mapping[str, Any], method: Mapping[str, Any], layers: int, vocab: int,
+                 pad: int = 1) -> Seq2SeqConfig:
+    """The encoder-decoder for ``method`` with ``layers`` encoder and ``layers`` decoder blocks."""
+    alpha = method.get("alpha", 1.0)
+    block = ModelConfig(
+        n_layers=int(layers),
+        norm=method.get("norm", "post"),
+        alpha1=method.get("alpha1", alpha),
+        alpha2=method.get("alpha2", alpha),
+        trainable_alpha=bool(method.get("trainable_alpha", False)),
+        tau=tau_at(0, method),
+        **{k: model[k] for k in MODEL_KEYS if k in model},
+    )
+    return Seq2SeqConfig(
+        block=block,
+        vocab=int(vocab),
+        pad_index=int(pad),
+        init=method.get("init", model.get("init", "fairseq")),
+        scale_embedding=bool(model.get("scale_embedding", True)),
+        max_positions=int(model.get("max_positions", 1024)),
+    )
+
+
+def build_model(model: Mapping[str, Any], method: Mapping[str, Any], layers: int, vocab: int, pad: int = 1,
+                generator: torch.Generator | None = None) -> EncoderDecoder:
+    """Instantiate :func:`model_config` (weights drawn from ``generator`` or the global RNG)."""
+    return EncoderDecoder(model_config(model, method, layers, vocab, pad), generator)
+
+
+def tau_at(update: int, method: Mapping[str, Any]) -> float:
+    """Inverse temperature after ``update`` updates: ``tau * min(1, t / tau_warmup)`` (SPEC section 1)."""
+    tau = float(method.get("tau", 1.0))
+    warmup = int(method.get("tau_warmup", 0))
+    return tau * min(1.0, update / warmup) if warmup > 0 else tau
+
+
+def lr_at(update: int, opt: Mapping[str, Any]) -> float:
+    """Learning rate of the update that follows ``update`` completed updates."""
+    lr = float(opt["lr"])
+    sched = opt.get("schedule", {"kind": "constant"})
+    kind = sched["kind"]
+    if kind == "constant":
+        return lr
+    if kind == "inverse_sqrt":
+        warmup = int(sched["warmup_updates"])
+        init = float(sched.get("warmup_init_lr", 0.0))
+        if update < warmup:
+            return init + update * (lr - init) / warmup
+        return lr * math.sqrt(max(warmup, 1) / max(update, 1))
+    if kind == "inverse_sqrt_nowarmup":
+        period = float(sched["decay_period"])
+        return lr * math.sqrt(period / (period + update))
+    if kind == "step":
+        total = int(opt["updates"])
+        passed = sum(update >= round(f * total) for f in sched["milestones"])
+        return lr * float(sched["gamma"]) ** passed
+    raise ValueError(f"unknown schedule kind {kind!r}; use constant, inverse_sqrt, inverse_sqrt_nowarmup or step")
+
+
+class SGDW(torch.optim.SGD):
+    """SGD with decoupled weight decay: ``p <- p - lr * wd * p`` before the (momentum) SGD step."""
+
+    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
+                 weight_decay: float = 0.0, **kw: Any) -> None:
+        super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, **kw)
+        for group in self.param_groups:
+            group["decoupled_weight_decay"] = weight_decay
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:  # noqa: D102
+        for group in self.param_groups:
+            wd = group.get("decoupled_weight_decay", 0.0)
+            if wd:
+                params = [p for p in group["params"] if p.grad is not None]
+                if params:
+                    torch._foreach_mul_(params, 1.0 - group["lr"] * wd)
+        return super().step(closure)
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], opt: Mapping[str, Any],
+                    device: torch.device | str = "cpu") -> torch.optim.Optimizer:
+    """AdamW or SGDW from an optimiser config (fused kernels on CUDA)."""
+    fused = {"fused": True} if torch.device(device).type == "cuda" else {}
+    kind = opt["kind"]
+    if kind == "adam":
+        return torch.optim.AdamW(params, lr=float(opt["lr"]), betas=tuple(opt.get("betas", (0.9, 0.999))),
+                                 eps=float(opt.get("eps", 1e-8)), weight_decay=float(opt.get("weight_decay", 0.0)),
+                                 **fused)
+    if kind == "sgd":
+        return SGDW(params, lr=float(opt["lr"]), momentum=float(opt.get("momentum", 0.0)),
+                    weight_decay=float(opt.get("weight_decay", 0.0)), **fused)
+    raise ValueError(f"unknown optimizer kind {kind!r}; use adam or sgd")
+
+
+def label_smoothed_nll(logits: torch.Tensor, target: torch.Tensor, eps: float,
+                       pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """fairseq's ``label_smoothed_cross_entropy``: (loss, nll), both summed over non-pad target tokens.
+
+    ``loss = (1 - eps - eps/(V-1)) * nll + eps/(V-1) * sum_v(-log p_v)``.
+    """
+    lprobs = torch.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
+    target = target.reshape(-1)
+    keep = target.ne(pad)
+    lprobs, target = lprobs[keep], target[keep]
+    nll = -lprobs.gather(1, target[:, None]).squeeze(1)
+    smooth = -lprobs.sum(-1)
+    eps_i = eps / (lprobs.shape[-1] - 1)
+    loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
+    return loss.sum(), nll.sum()

@@ -1,0 +1,102 @@
+"""Which training runs a config asks for, where their files go, and the JSON spec each job gets.
+
+A run is one (method, number of blocks X, seed) on one dataset; it is shared by every figure or
+table that needs it (e.g. Adam POST-LN with 6+6 blocks, seed 0 serves Table 1, Fig 6 and Fig 1).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+#: the targets that train on IWSLT'14 (figures by FIGURES key, tables by name)
+TRANSLATION_FIGURES = ("fig01", "fig06", "fig14")
+TRANSLATION_TABLES = ("table1",)
+#: the paper's Table 1 (6+6 blocks, mean of 5 runs, tokenised BLEU on IWSLT'14 De-En test)
+PAPER_TABLE1 = {
+    "sgd_postln": 31.36,
+    "sgd_resscale": 32.79,
+    "sgd_temperature": 35.69,
+    "adam_postln": 35.39,
+    "adam_preln": 35.10,
+    "rezero": 34.55,
+    "tfixup": 35.59,
+}
+RUN_FILES = ("log.parquet", "eval.parquet", "eval.json", "checkpoint_best.pt", "hypotheses.txt")
+
+
+@dataclass(frozen=True, order=True)
+class Run:
+    """One training run."""
+
+    method: str
+    layers: int
+    seed: int
+
+    def directory(self, dataset: str) -> str:
+        """``results/raw/translation/<dataset>/<method>/layers~<X>/seed~<s>``."""
+        return f"results/raw/translation/{dataset}/{self.method}/layers~{self.layers}/seed~{self.seed}"
+
+
+def _as_list(value: Any) -> list:
+    return list(value) if isinstance(value, list | tuple) else [value]
+
+
+def target_runs(config: Mapping[str, Any], target: str) -> list[Run]:
+    """The runs one figure (``fig01``, ``fig06``, ``fig14``) or ``table1`` reads."""
+    tr = config["translation"]
+    if target not in tr:
+        raise KeyError(f"{target} needs translation.{target} in the config")
+    sec = tr[target]
+    if target == "fig14":
+        return [Run(sec["method"], int(sec["layers"]), int(sec.get("seed", 0)))]
+    return sorted(
+        Run(m, int(x), s)
+        for m in sec["methods"]
+        for x in _as_list(sec["layers"])
+        for s in range(int(sec["seeds"]))
+    )
+
+
+def requested_targets(config: Mapping[str, Any]) -> list[str]:
+    """The translation figures and tables the config's default target builds."""
+    figs = [f for f in config.get("figures", []) if f in TRANSLATION_FIGURES]
+    tabs = [t for t in config.get("tables", []) if t in TRANSLATION_TABLES]
+    return figs + tabs
+
+
+def all_runs(config: Mapping[str, Any]) -> list[Run]:
+    """Every run of every requested translation target, once."""
+    return sorted({r for t in requested_targets(config) for r in target_runs(config, t)})
+
+
+def run_spec(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
+    """Everything one training job needs (the method, its optimiser, model, training, evaluation)."""
+    tr = config["translation"]
+    methods = config["methods"]
+    if run.method not in methods:
+        raise KeyError(f"method {run.method!r} is not in the config's methods: {', '.join(methods)}")
+    method = dict(methods[run.method])
+    opt_name = method["optimizer"]
+    if opt_name not in tr["optimizers"]:
+        raise KeyError(f"methods.{run.method}.optimizer = {opt_name!r} is not in translation.optimizers")
+    return {
+        "config": config.get("name", "unnamed"),
+        "dataset": tr["dataset"],
+        "method": run.method,
+        "method_config": method,
+        "optimizer": dict(tr["optimizers"][opt_name], name=opt_name),
+        "layers": run.layers,
+        "seed": run.seed,
+        "device": tr.get("device", "cpu"),
+        "model": dict(tr["model"]),
+        "training": dict(tr["training"]),
+        "evaluation": dict(tr["evaluation"]),
+    }
+
+
+def spec_json(config: Mapping[str, Any], run: Run) -> str:
+    """:func:`run_spec` as canonical JSON."""
+    return json.dumps(run_spec(config, run), sort_keys=True)

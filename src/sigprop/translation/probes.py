@@ -1,0 +1,76 @@
+"""Per-layer measurements logged during translation training (tidy rows: metric, stack, layer, value).
+
+Layer 0 is the embedding (input of the first block), layer l the residual stream after block l.
+Token statistics are taken per sentence over its non-padding tokens and averaged over the
+sentences of a fixed validation batch, with the model in eval mode (no dropout):
+
+* ``cosine``: mean over pairs k != k' of cos(X_k, X_k') (SPEC section 2);
+* ``act_norm``: mean token norm |X_k|_2;
+
+``grad_wq``, ``grad_wk``, ``grad_wv``: Frobenius norms of the loss gradient of each block's
+self-attention matrices on the current training batch; ``alpha1``, ``alpha2``: residual scales.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from sigprop.model import EncoderDecoder
+
+
+def _masked_token_stats(h: Tensor, keep: Tensor) -> tuple[float, float]:
+    """Mean pairwise cosine and mean token norm over the kept tokens of each sentence, averaged."""
+    h = h.float()
+    keep = keep.to(h.dtype)[..., None]
+    norm = h.norm(dim=-1, keepdim=True)
+    u = h / norm.clamp_min(torch.finfo(h.dtype).tiny) * keep
+    m = keep.sum(dim=(1, 2))
+    total = u.sum(dim=1).pow(2).sum(-1)
+    diag = u.pow(2).sum(dim=(1, 2))
+    ok = m >= 2
+    cos = ((total - diag) / (m * (m - 1)).clamp_min(1))[ok].mean()
+    act = ((norm * keep).sum(dim=(1, 2)) / m.clamp_min(1)).mean()
+    return float(cos), float(act)
+
+
+@torch.no_grad()
+def hidden_state_rows(model: EncoderDecoder, batch: dict[str, Tensor]) -> list[dict]:
+    """``cosine`` and ``act_norm`` of every layer of both stacks on ``batch`` (eval mode, restored after)."""
+    was_training = model.training
+    model.eval()
+    try:
+        _, states = model(batch["src"], batch["prev"])
+    finally:
+        model.train(was_training)
+    pad = model.cfg.pad_index
+    masks = {"encoder": batch["src"].ne(pad), "decoder": batch["prev"].ne(pad)}
+    rows = []
+    for stack, hidden in states.items():
+        for layer, h in enumerate(hidden):
+            cos, act = _masked_token_stats(h, masks[stack])
+            rows.append({"metric": "cosine", "stack": stack, "layer": layer, "value": cos})
+            rows.append({"metric": "act_norm", "stack": stack, "layer": layer, "value": act})
+    return rows
+
+
+def grad_rows(model: EncoderDecoder) -> list[dict]:
+    """Gradient norms of Wq, Wk, Wv (self-attention) per block, after ``backward()``."""
+    rows = []
+    for stack_name, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
+        for i, block in enumerate(stack.blocks, start=1):
+            for name in ("wq", "wk", "wv"):
+                g = getattr(block.attn, name).weight.grad
+                value = float("nan") if g is None else float(g.float().norm())
+                rows.append({"metric": f"grad_{name}", "stack": stack_name, "layer": i, "value": value})
+    return rows
+
+
+def alpha_rows(model: EncoderDecoder) -> list[dict]:
+    """Current residual scales per block."""
+    rows = []
+    for stack, pairs in model.alphas().items():
+        for i, (a1, a2) in enumerate(pairs, start=1):
+            rows.append({"metric": "alpha1", "stack": stack, "layer": i, "value": a1})
+            rows.append({"metric": "alpha2", "stack": stack, "layer": i, "value": a2})
+    return rows
