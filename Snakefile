@@ -10,11 +10,15 @@ min_version("9.0")
 configfile: "config/quick.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
 include: "workflow/rules/checks.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
@@ -22,6 +26,7 @@ rule all:
     input:
         [figure_files(f) for f in config["figures"]],
         "results/checks.csv",
+        "results/report/report.html",
 
 
 onsuccess:

@@ -187,6 +187,65 @@ def fig13(grid: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# ---- translation (Figs 1, 6, 14; Table 1): raw = log.parquet / eval.parquet of the training runs ----
+
+RUN_KEYS = ["dataset", "method", "method_label", "layers"]
+#: number of update steps Fig 14 shows (SPEC: about 5 snapshots)
+FIG14_SNAPSHOTS = 5
+
+
+def _diverged_runs(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per (run keys): number of seeds and of diverged seeds."""
+    runs = raw.drop_duplicates([*RUN_KEYS, "seed"])
+    return runs.groupby(RUN_KEYS, as_index=False).agg(n_runs=("seed", "size"), n_diverged=("diverged", "sum"))
+
+
+def fig01(raw: pd.DataFrame) -> pd.DataFrame:
+    """Token cosine (encoder, every layer) against the update step, mean and 95% CI over seeds.
+
+    ``layer == layers`` is the encoder output. Steps after a run diverged are missing from that run.
+    """
+    cos = raw[(raw.metric == "cosine") & (raw.stack == "encoder")]
+    table = summarise(cos, [*RUN_KEYS, "step", "layer"])
+    return table.merge(_diverged_runs(raw), on=RUN_KEYS, how="left")
+
+
+def fig06(raw: pd.DataFrame) -> pd.DataFrame:
+    """Test BLEU per method and number of blocks: mean and 95% CI over the runs that did not diverge."""
+    out = []
+    for key, grp in raw.groupby(RUN_KEYS, sort=True):
+        g = grp[~grp.diverged.astype(bool)]
+        m, lo, hi = mean_ci(g.bleu.to_numpy()) if len(g) else (np.nan, np.nan, np.nan)
+        d = mean_ci(g.sacrebleu_detok.to_numpy())[0] if len(g) else np.nan
+        out.append({**dict(zip(RUN_KEYS, key)), "mean": m, "ci_low": lo, "ci_high": hi, "sacrebleu_detok": d,
+                    "n_runs": len(grp), "n_diverged": int(grp.diverged.astype(bool).sum()),
+                    "test_sentences": int(grp.test_sentences.max()), "beam": int(grp.beam.max())})
+    return pd.DataFrame(out)
+
+
+def fig14(raw: pd.DataFrame) -> pd.DataFrame:
+    """Cosine, alpha1, alpha2 and token norm per layer at about 5 update steps of one run (both stacks)."""
+    keep = raw[raw.metric.isin(["cosine", "alpha1", "alpha2", "act_norm"])]
+    steps = np.sort(keep[keep.metric == "cosine"].step.unique())
+    if len(steps) > FIG14_SNAPSHOTS:
+        steps = steps[np.unique(np.round(np.linspace(0, len(steps) - 1, FIG14_SNAPSHOTS)).astype(int))]
+    cols = [*RUN_KEYS, "seed", "diverged", "step", "metric", "stack", "layer", "value"]
+    return keep[keep.step.isin(steps)][cols].sort_values(["metric", "stack", "step", "layer"]).reset_index(drop=True)
+
+
+def table1(raw: pd.DataFrame, paper: dict[str, float] | None = None) -> pd.DataFrame:
+    """Table 1: test BLEU per method (mean, 95% CI over non-diverged runs), beside the paper's value."""
+    from sigprop.translation.plan import PAPER_TABLE1
+
+    paper = PAPER_TABLE1 if paper is None else paper
+    table = fig06(raw)
+    table["paper_bleu"] = table.method.map(paper)
+    table["diff"] = table["mean"] - table.paper_bleu
+    order = {m: i for i, m in enumerate(paper)}
+    table["_order"] = table.method.map(lambda m: order.get(m, len(order)))
+    return table.sort_values(["_order", "layers"]).drop(columns="_order").reset_index(drop=True)
+
+
 AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "fig03": fig03,
     "fig04": fig04,
@@ -197,4 +256,8 @@ AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "fig11": fig11,
     "fig12": fig12,
     "fig13": fig13,
+    "fig01": fig01,
+    "fig06": fig06,
+    "fig14": fig14,
+    "table1": table1,
 }

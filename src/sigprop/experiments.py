@@ -141,7 +141,9 @@ def attention_jacobians(p: Params, seeds: list[int]) -> pd.DataFrame:
         g = torch.Generator().manual_seed(seed)
         x = equicorrelated_tokens(n, d, s, rho, g, dtype)
         wq, wk, wv = (torch.randn(d, d, generator=g, dtype=dtype) / math.sqrt(d) for _ in range(3))
-        q, v = attention_jacobian_sq_norms(x, wq, wk, wv, p["attention"], float(p.get("tau", 1.0)))
+        q, v = attention_jacobian_sq_norms(
+            x, wq, wk, wv, p["attention"], float(p.get("tau", 1.0)), p.get("jacobian", "contraction")
+        )
         rows.append({"seed": seed, "metric": "grad_q_sq", "value": float(q)})
         rows.append({"seed": seed, "metric": "grad_v_sq", "value": float(v)})
     return pd.DataFrame(rows)

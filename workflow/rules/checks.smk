@@ -24,3 +24,4 @@ localrules:
     aggregate,
     plot,
     checks,
+    report,

@@ -16,6 +16,11 @@ try:
 except ConfigError as err:
     sys.exit(f"{err}\nFix the config file (the schema is {SCHEMA}).")
 
+# The config file in effect (the last --configfile, else the Snakefile's default), for the report.
+CONFIG_FILE = (
+    str(workflow.configfiles[-1]) if workflow.configfiles else "config/quick.yaml"
+)
+
 SRC = Path("src/sigprop")
 SIMULATION_CODE = [str(SRC / f) for f in ("model.py", "measure.py", "experiments.py")]
 AGGREGATION_CODE = [str(SRC / f) for f in ("aggregation.py", "theory.py")]
@@ -31,6 +36,8 @@ STEMS = {spec.stem: key for key, spec in FIGURES.items()}
 def raw_files(figure):
     """Raw tables of every experiment a figure reads."""
     spec = figure_spec(figure)
+    if spec.translation:
+        return translation_raw_files(figure)  # workflow/rules/translation.smk
     if not spec.raw:
         return []
     missing = [e for e in spec.experiments if e not in config["experiments"]]

@@ -3,12 +3,13 @@
 A method (config ``methods.<name>``) fixes the architecture variant and the optimiser:
 ``norm`` (post / pre / none), residual scales ``alpha`` (or ``alpha1``/``alpha2``; a number or
 ``"1/sqrt(L)"``), ``trainable_alpha``, the inverse temperature ``tau`` with its linear warm-up
-``tau_warmup`` (``tau_t = tau * min(1, t / tau_warmup)``, t = updates done), ``init``
+``tau_warmup`` (``tau_t = tau * min(1, t / tau_warmup)`` at update t = 1, 2, ...), ``init``
 (fairseq / paper / tfixup) and ``optimizer`` (a key of ``translation.optimizers``).
 
 Optimisers (``translation.optimizers.<name>``): ``kind: adam`` (AdamW: decoupled weight decay
 ``p -= lr * wd * p``, as fairseq's Adam) or ``kind: sgd`` (SGD with the same decoupled weight
-decay, Loshchilov & Hutter); ``schedule``: ``inverse_sqrt`` (fairseq: linear warm-up from
+decay, Loshchilov & Hutter); ``schedule`` (a function of the update t = 1, 2, ..., see
+:mod:`sigprop.train.schedules`): ``inverse_sqrt`` (fairseq: linear warm-up from
 ``warmup_init_lr`` over ``warmup_updates``, then ``lr * sqrt(warmup / t)``), ``inverse_sqrt_nowarmup``
 (T-Fixup's fairseq fork: ``lr * sqrt(P / (P + t))``, P = ``decay_period``), ``step``
 (``lr * gamma ** #{milestones <= t}``, milestones as fractions of ``updates``), or ``constant``.
@@ -23,6 +24,8 @@ from typing import Any
 import torch
 
 from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
+from sigprop.train import schedules
+from sigprop.train.schedules import Schedule
 
 MODEL_KEYS = ("d_model", "n_heads", "d_ff", "dropout", "attn_dropout", "act_dropout", "bias", "qk_fan", "activation")
 
@@ -57,32 +60,31 @@ def build_model(model: Mapping[str, Any], method: Mapping[str, Any], layers: int
 
 
 def tau_at(update: int, method: Mapping[str, Any]) -> float:
-    """Inverse temperature after ``update`` updates: ``tau * min(1, t / tau_warmup)`` (SPEC section 1)."""
+    """Inverse temperature at update ``t``: ``tau * min(1, t / tau_warmup)`` (SPEC section 1; t = 0 at init)."""
     tau = float(method.get("tau", 1.0))
     warmup = int(method.get("tau_warmup", 0))
     return tau * min(1.0, update / warmup) if warmup > 0 else tau
 
 
-def lr_at(update: int, opt: Mapping[str, Any]) -> float:
-    """Learning rate of the update that follows ``update`` completed updates."""
+def inverse_sqrt_nowarmup(lr: float, decay_period: float) -> Schedule:
+    """T-Fixup's fairseq fork (``inverse_sqrt_nowarmup``): ``lr * sqrt(P / (P + t))``, no warm-up."""
+    return lambda t: lr * (decay_period / (decay_period + t)) ** 0.5
+
+
+def lr_schedule(opt: Mapping[str, Any]) -> Schedule:
+    """The learning rate of update ``t`` (1, 2, ...), built on :mod:`sigprop.train.schedules`."""
     lr = float(opt["lr"])
     sched = opt.get("schedule", {"kind": "constant"})
     kind = sched["kind"]
     if kind == "constant":
-        return lr
+        return schedules.constant(lr)
     if kind == "inverse_sqrt":
-        warmup = int(sched["warmup_updates"])
-        init = float(sched.get("warmup_init_lr", 0.0))
-        if update < warmup:
-            return init + update * (lr - init) / warmup
-        return lr * math.sqrt(max(warmup, 1) / max(update, 1))
+        return schedules.inverse_sqrt(lr, int(sched["warmup_updates"]), float(sched.get("warmup_init_lr", 0.0)))
     if kind == "inverse_sqrt_nowarmup":
-        period = float(sched["decay_period"])
-        return lr * math.sqrt(period / (period + update))
+        return inverse_sqrt_nowarmup(lr, float(sched["decay_period"]))
     if kind == "step":
         total = int(opt["updates"])
-        passed = sum(update >= round(f * total) for f in sched["milestones"])
-        return lr * float(sched["gamma"]) ** passed
+        return schedules.step_decay(lr, [round(f * total) for f in sched["milestones"]], float(sched["gamma"]))
     raise ValueError(f"unknown schedule kind {kind!r}; use constant, inverse_sqrt, inverse_sqrt_nowarmup or step")
 
 

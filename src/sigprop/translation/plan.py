@@ -100,3 +100,22 @@ def run_spec(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
 def spec_json(config: Mapping[str, Any], run: Run) -> str:
     """:func:`run_spec` as canonical JSON."""
     return json.dumps(run_spec(config, run), sort_keys=True)
+
+
+def check_config(config: Mapping[str, Any]) -> None:
+    """Cross-references the schema cannot express: methods and optimisers that exist, a dataset per target."""
+    tr, methods = config["translation"], config.get("methods", {})
+    for target in requested_targets(config):
+        if target not in tr:
+            raise ValueError(f"{target} is requested but translation.{target} is missing")
+    for target in (*TRANSLATION_FIGURES, *TRANSLATION_TABLES):
+        if target not in tr:
+            continue
+        names = [tr[target]["method"]] if target == "fig14" else tr[target]["methods"]
+        for name in names:
+            if name not in methods:
+                raise ValueError(f"translation.{target} uses method {name!r}; the methods are: {', '.join(methods)}")
+    for name, method in methods.items():
+        if method["optimizer"] not in tr["optimizers"]:
+            raise ValueError(f"methods.{name}.optimizer = {method['optimizer']!r}; the optimizers are: "
+                             f"{', '.join(tr['optimizers'])}")

@@ -1,0 +1,85 @@
+"""Building blocks of the reproduction report (workflow/notebooks/report.ipynb): tables, not prose."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import pandas as pd
+
+from sigprop.figures import FIGURES, FigureSpec
+from sigprop.io import read_meta
+
+
+def figure_sections(
+    figures_dir: str | Path, checks_csv: str | Path
+) -> list[tuple[str, FigureSpec, Path, pd.DataFrame]]:
+    """For every figure whose PNG exists: its key, spec, PNG path and the checks that concern it."""
+    checks = pd.read_csv(checks_csv) if Path(checks_csv).exists() else pd.DataFrame(columns=["figure"])
+    out = []
+    for key, spec in FIGURES.items():
+        png = Path(figures_dir) / f"{spec.stem}.png"
+        if png.exists():
+            out.append((key, spec, png, checks[checks.figure == key].drop(columns="figure")))
+    return out
+
+
+def config_summary(config_file: str | Path) -> dict[str, str]:
+    """The config file's path, sha256 and text."""
+    text = Path(config_file).read_text()
+    return {"path": str(config_file), "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+
+
+def provenance_table(results_dir: str | Path) -> pd.DataFrame:
+    """One row per distinct provenance (git commit, dirty flag, device, package versions) over the raw tables."""
+    rows = []
+    for path in sorted(Path(results_dir, "raw").rglob("*.parquet")):
+        meta = read_meta(path)
+        if not meta:
+            continue
+        packages = meta.get("packages", {})
+        rows.append(
+            {
+                "git_commit": str(meta.get("git_commit", ""))[:12],
+                "git_dirty": meta.get("git_dirty"),
+                "device": meta.get("device"),
+                "python": meta.get("python"),
+                **{f"{k} version": v for k, v in packages.items()},
+                "config": meta.get("config"),
+            }
+        )
+    if not rows:
+        return pd.DataFrame()
+    df = pd.DataFrame(rows)
+    return df.groupby(list(df.columns), dropna=False).size().rename("raw tables").reset_index()
+
+
+def benchmarks_table(results_dir: str | Path) -> pd.DataFrame:
+    """Wall time and peak memory of every job, from Snakemake's ``benchmark:`` files, summed per rule."""
+    rows = []
+    for path in sorted(Path(results_dir, "benchmarks").rglob("*.tsv")):
+        bench = pd.read_csv(path, sep="\t")
+        rule = path.relative_to(Path(results_dir, "benchmarks")).parts[0]
+        rows.append({"rule": rule, "job": str(path), "wall_s": bench.s.iloc[0], "max_rss_mb": bench.max_rss.iloc[0]})
+    if not rows:
+        return pd.DataFrame(columns=["rule", "jobs", "wall_s_total", "wall_s_max", "max_rss_mb"])
+    df = pd.DataFrame(rows)
+    return (
+        df.groupby("rule")
+        .agg(
+            jobs=("job", "size"),
+            wall_s_total=("wall_s", "sum"),
+            wall_s_max=("wall_s", "max"),
+            max_rss_mb=("max_rss_mb", "max"),
+        )
+        .round(2)
+        .reset_index()
+    )
+
+
+def readme_section(readme: str | Path, title: str) -> str:
+    """The Markdown of one ``## title`` section of the README (the single source of the assumptions)."""
+    text = Path(readme).read_text()
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
+    return match.group(1).strip() if match else f"(no section '{title}' in {readme})"

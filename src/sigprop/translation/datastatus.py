@@ -1,0 +1,58 @@
+"""Is the IWSLT'14 raw data for a dataset available here? (the workflow's ``iwslt_status`` checkpoint).
+
+``write_status`` tries, in order, ``data.local_dir``, ``$SIGPROP_IWSLT_DIR``, an earlier download
+and a fresh download (:func:`sigprop.data.iwslt.locate_source`), and writes a small JSON file:
+``{"dataset", "available", "source" | "message"}``. It never fails for missing data: the workflow
+then builds everything that needs no IWSLT data and prints the message once at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sigprop.data import iwslt
+
+
+def locate(dataset: str, local_dir: str | None, url: str | None, sha256: str | None, cache_dir: str,
+           timeout: float = 60.0) -> dict[str, Any]:
+    """Where the raw data for ``dataset`` is, or why it is not available."""
+    try:
+        src = iwslt.locate_source(local_dir, url, sha256, cache_dir, dataset=dataset, timeout=timeout)
+    except iwslt.DataUnavailableError as exc:
+        return {"dataset": dataset, "available": False, "message": unavailable_message(dataset, str(exc))}
+    layout = iwslt.inspect_source(src)
+    return {"dataset": dataset, "available": True, "source": str(Path(src).resolve()), "layout": layout.kind}
+
+
+def unavailable_message(dataset: str, reason: str) -> str:
+    """The one message a run without data ends with."""
+    need = (
+        "fairseq's de-en.tgz (train.tags.de-en.* plus the IWSLT14.TED*.xml dev/test files)"
+        if dataset == "iwslt14"
+        else "the IWSLT'14 dev/test XML files and fairseq's tokenised valid split (e.g. a copy of shared/data/iwslt14)"
+    )
+    return (
+        f"IWSLT'14 De-En data for dataset '{dataset}' is not available, so the translation results "
+        f"(Figs 1, 6, 14, Table 1) were skipped; everything else was built. {reason} "
+        f"Dataset '{dataset}' needs {need}. Then rerun the same snakemake command, e.g. "
+        f"`{iwslt.ENV_VAR}=/path/to/iwslt14 snakemake --cores 2` or "
+        f"`snakemake --cores 2 --config data='{{local_dir: /path/to/iwslt14}}'`."
+    )
+
+
+def write_status(out: str | os.PathLike[str], **kw: Any) -> dict[str, Any]:
+    """:func:`locate` and write the result as JSON to ``out`` (atomically)."""
+    from sigprop.io import atomic_path
+
+    status = locate(**kw)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(status, indent=2) + "\n")
+    return status
+
+
+def read_status(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The JSON written by :func:`write_status`."""
+    return json.loads(Path(path).read_text())

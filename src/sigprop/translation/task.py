@@ -1,0 +1,171 @@
+"""The translation task plugged into the shared training loop: data, batches, loss, validation, probes, test.
+
+:class:`TranslationTask` owns everything specific to IWSLT: the binarised splits, the
+fairseq-style token batches, label-smoothed cross-entropy, validation loss, the per-layer probes
+and beam-search evaluation with BLEU. The optimisation loop itself (checkpoints, resume,
+divergence, logging cadence, best checkpoint) is :mod:`sigprop.train.loop`'s.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from sigprop.data.iwslt import Dictionary, detok_bpe, load_split, read_lines
+from sigprop.model import EncoderDecoder
+from sigprop.translation import methods, probes
+from sigprop.translation.batching import make_batch, token_batches
+from sigprop.translation.bleu import bleu_summary
+from sigprop.translation.search import SearchConfig, translate
+
+
+def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
+    """Move every tensor of a batch."""
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class TranslationTask:
+    """One run's data and task logic (``spec``: see :func:`sigprop.translation.plan.run_spec`)."""
+
+    def __init__(self, spec: Mapping[str, Any], data_dir: str | Path, device: torch.device | str = "cpu") -> None:
+        self.spec = spec
+        self.data_dir = Path(data_dir)
+        self.device = torch.device(device)
+        self.train_cfg = spec["training"]
+        self.dictionary = Dictionary.load(self.data_dir / "dict.txt")
+        self.pad, self.eos = self.dictionary.pad_index, self.dictionary.eos_index
+        self.train = load_split(self.data_dir, "train")
+        self.valid = load_split(self.data_dir, "valid")
+        self.max_positions = int(spec["model"].get("max_positions", 1024))
+        self.max_tokens = int(self.train_cfg["max_tokens"])
+        self.eps = float(self.train_cfg.get("label_smoothing", 0.0))
+        self.seed = int(spec["seed"])
+        n_valid = self.train_cfg.get("valid_max_sentences") or len(self.valid)
+        self.valid_batches = token_batches(self.valid.src_sizes[:n_valid], self.valid.tgt_sizes[:n_valid],
+                                           self.max_tokens, shuffle=False, max_positions=self.max_positions)
+        n_probe = min(int(self.train_cfg.get("probe_sentences", 32)), len(self.valid))
+        self.probe_batch = make_batch(self.valid, range(n_probe), self.pad, self.eos)
+
+    # ---- model and optimiser ----------------------------------------------------------------
+
+    def build_model(self) -> EncoderDecoder:
+        """The method's encoder-decoder, weights drawn from the run's seed."""
+        gen = torch.Generator().manual_seed(self.seed)
+        model = methods.build_model(self.spec["model"], self.spec["method_config"], self.spec["layers"],
+                                    len(self.dictionary), self.pad, generator=gen)
+        return model.to(self.device)
+
+    def build_optimizer(self, model: EncoderDecoder) -> torch.optim.Optimizer:
+        """AdamW / SGDW from the method's optimiser config."""
+        return methods.build_optimizer(model.parameters(), self.spec["optimizer"], self.device)
+
+    @property
+    def total_updates(self) -> int:
+        """Training updates of this run's optimiser."""
+        return int(self.spec["optimizer"]["updates"])
+
+    def lr_at(self, update: int) -> float:
+        """Learning rate for the update after ``update`` completed ones."""
+        return methods.lr_at(update, self.spec["optimizer"])
+
+    def tau_at(self, update: int) -> float:
+        """Inverse temperature for the update after ``update`` completed ones."""
+        return methods.tau_at(update, self.spec["method_config"])
+
+    def before_update(self, model: EncoderDecoder, optimizer: torch.optim.Optimizer, update: int) -> None:
+        """Set this update's learning rate and inverse temperature."""
+        lr = self.lr_at(update)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        model.set_tau(self.tau_at(update))
+
+    # ---- data -------------------------------------------------------------------------------
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        """The training batches of one epoch (a function of seed and epoch only)."""
+        return token_batches(self.train.src_sizes, self.train.tgt_sizes, self.max_tokens, seed=self.seed,
+                             epoch=epoch, max_positions=self.max_positions)
+
+    def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
+        """Collate training pairs onto the device."""
+        return to_device(make_batch(self.train, indices, self.pad, self.eos), self.device)
+
+    def iter_batches(self, start_epoch: int = 0, start_index: int = 0) -> Iterator[tuple[int, int, dict[str, Tensor]]]:
+        """``(epoch, index in epoch, batch)`` forever, starting at a resume position."""
+        epoch, index = start_epoch, start_index
+        while True:
+            batches = self.epoch_batches(epoch)
+            while index < len(batches):
+                yield epoch, index, self.batch(batches[index])
+                index += 1
+            epoch, index = epoch + 1, 0
+
+    # ---- loss, validation, probes -----------------------------------------------------------
+
+    def loss(self, model: EncoderDecoder, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
+        """Mean label-smoothed cross-entropy per target token (the gradient fairseq uses), and stats."""
+        logits, _ = model(batch["src"], batch["prev"])
+        loss_sum, nll_sum = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
+        ntok = batch["ntokens"].float()
+        return loss_sum / ntok, {"nll": float(nll_sum.detach() / ntok), "ntokens": float(ntok)}
+
+    @torch.no_grad()
+    def validate(self, model: EncoderDecoder, autocast: Any = None) -> dict[str, float]:
+        """Label-smoothed loss and NLL per token on the validation split (eval mode)."""
+        was = model.training
+        model.eval()
+        loss = nll = ntok = 0.0
+        try:
+            for idx in self.valid_batches:
+                batch = to_device(make_batch(self.valid, idx, self.pad, self.eos), self.device)
+                with autocast if autocast is not None else nullcontext():
+                    logits, _ = model(batch["src"], batch["prev"])
+                ls, nl = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
+                loss, nll, ntok = loss + float(ls), nll + float(nl), ntok + float(batch["ntokens"])
+        finally:
+            model.train(was)
+        return {"valid_loss": loss / ntok, "valid_nll": nll / ntok, "valid_ppl": math.exp(min(nll / ntok, 50.0))}
+
+    def probe_rows(self, model: EncoderDecoder) -> list[dict]:
+        """Per-layer cosine and activation norms on the fixed validation batch, and the alphas."""
+        return probes.hidden_state_rows(model, to_device(self.probe_batch, self.device)) + probes.alpha_rows(model)
+
+    # ---- test -------------------------------------------------------------------------------
+
+    def test_references(self, n: int | None = None) -> list[str]:
+        """Tokenised, lowercased test references (BPE removed), as fairseq scores them."""
+        refs = [detok_bpe(line) for line in read_lines(self.data_dir / "test.en")]
+        return refs[:n] if n else refs
+
+    @torch.no_grad()
+    def evaluate(self, model: EncoderDecoder, autocast: Any = None) -> tuple[dict[str, Any], list[str]]:
+        """Decode the test split (beam search) and score it; returns (summary, hypotheses)."""
+        ev = self.spec["evaluation"]
+        test = load_split(self.data_dir, "test")
+        n = min(int(ev.get("max_sentences") or len(test)), len(test))
+        cfg = SearchConfig(beam=int(ev.get("beam", 5)), lenpen=float(ev.get("lenpen", 1.0)),
+                           max_len_a=float(ev.get("max_len_a", 0.0)), max_len_b=int(ev.get("max_len_b", 200)),
+                           eos=self.eos)
+        per = int(ev.get("batch_sentences", 128))
+        order = sorted(range(n), key=lambda i: int(test.src_sizes[i]))
+        hyps: list[str] = [""] * n
+        model.eval()
+        for start in range(0, n, per):
+            idx = order[start : start + per]
+            src = make_batch(test, idx, self.pad, self.eos)["src"].to(self.device)
+            with autocast if autocast is not None else nullcontext():
+                out = translate(model, src, cfg)
+            for i, ids in zip(idx, out, strict=True):
+                hyps[i] = self.dictionary.string(ids, bpe=True)
+        refs = self.test_references(n)
+        summary = bleu_summary(hyps, refs)
+        summary.update({"test_sentences": n, "test_sentences_total": len(test), "beam": cfg.beam,
+                        "lenpen": cfg.lenpen, "max_len_a": cfg.max_len_a, "max_len_b": cfg.max_len_b})
+        return summary, hyps

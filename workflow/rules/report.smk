@@ -1,0 +1,25 @@
+# The reproduction report: papermill executes workflow/notebooks/report.ipynb (parameters cell), nbconvert
+# renders it to HTML. Last step of the default run.
+
+
+rule report:
+    input:
+        notebook="workflow/notebooks/report.ipynb",
+        code=str(SRC / "report.py"),
+        checks="results/checks.csv",
+        figures=[figure_files(f) for f in config["figures"]],
+    output:
+        notebook="results/report/report.ipynb",
+        html="results/report/report.html",
+    log:
+        "results/logs/report.log",
+    conda:
+        "../../envs/sigprop.yaml"
+    params:
+        configfile=CONFIG_FILE,
+    shell:
+        "(papermill {input.notebook} {output.notebook}.tmp.ipynb --cwd . -k python3"
+        " -p config_file {params.configfile:q} -p results_dir results -p figures_dir figures"
+        " && mv {output.notebook}.tmp.ipynb {output.notebook}"
+        " && jupyter nbconvert --to html {output.notebook} --output-dir results/report"
+        " --output report.html) > {log} 2>&1"
