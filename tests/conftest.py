@@ -13,8 +13,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-# What a copy of the workflow needs besides src/ (names that do not exist are skipped).
-WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs")
+# What a copy of the workflow needs besides src/ (names that do not exist are skipped); the report reads README.md.
+WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "README.md")
 SNAKEMAKE_TIMEOUT_S = 900
 
 
@@ -65,6 +65,12 @@ def run_snakemake(workdir: Path, *args: str, timeout: float = SNAKEMAKE_TIMEOUT_
         timeout=timeout,
         check=False,
     )
+
+
+@pytest.fixture(scope="session")
+def copy_workflow_to() -> Callable[..., Path]:
+    """The function :func:`copy_workflow` (``copy_workflow_to(dest, src='symlink')``), for wider-scoped fixtures."""
+    return copy_workflow
 
 
 @pytest.fixture

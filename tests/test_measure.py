@@ -9,6 +9,7 @@ import torch
 from torch.autograd.functional import jacobian
 
 from sigprop.measure import (
+    adam_effective_lr,
     attention_concentration,
     attention_jacobian_sq_norms,
     correlation_from_stats,
@@ -142,11 +143,12 @@ def _reference_attention_output(x, wq, wk, wv, kind, tau):
     return a @ x @ wv
 
 
+@pytest.mark.parametrize("method", ["contraction", "autodiff"])
 @pytest.mark.parametrize("kind", ["softmax", "uniform"])
-@pytest.mark.parametrize("tau", [1.0, 1.7])
-def test_attention_jacobian_sq_norms_match_full_jacobian(kind, tau):
-    g = torch.Generator().manual_seed(11)
-    n, d_v, d_k, d_out = 3, 4, 5, 2  # distinct sizes catch transposed shapes
+@pytest.mark.parametrize(("n", "tau"), [(3, 1.0), (3, 1.7), (6, 0.6)])
+def test_attention_jacobian_sq_norms_match_full_jacobian(kind, n, tau, method):
+    g = torch.Generator().manual_seed(11 + n)
+    d_v, d_k, d_out = 4, 5, 2  # distinct sizes catch transposed shapes
     x = torch.randn(n, d_v, generator=g, dtype=F64)
     wq = torch.randn(d_v, d_k, generator=g, dtype=F64)
     wk = torch.randn(d_v, d_k, generator=g, dtype=F64)
@@ -159,7 +161,7 @@ def test_attention_jacobian_sq_norms_match_full_jacobian(kind, tau):
     else:  # uniform: S = (1/n) 1 1^T X Wv exactly
         jv = jacobian(lambda w: torch.full((n, n), 1.0 / n, dtype=F64) @ x @ w, wv)
 
-    got_q, got_v = attention_jacobian_sq_norms(x, wq, wk, wv, kind, tau)
+    got_q, got_v = attention_jacobian_sq_norms(x, wq, wk, wv, kind, tau, method=method)
     assert got_q.item() == pytest.approx(jq.pow(2).sum().item(), rel=1e-10, abs=0)
     assert got_v.item() == pytest.approx(jv.pow(2).sum().item(), rel=1e-10, abs=0)
     assert got_q.item() > 1e-3  # a non-degenerate case
@@ -179,9 +181,21 @@ def test_uniform_jacobian_closed_form():
     centre = torch.eye(n, dtype=F64) - 1.0 / n
     expect_q = x.pow(2).sum() * tau**2 / (d_k * n**2) * (wv.T @ x.T @ centre @ x @ wk).pow(2).sum()
     expect_v = d_out * n * x.mean(0).pow(2).sum()
-    got_q, got_v = attention_jacobian_sq_norms(x, wq, wk, wv, "uniform", tau)
-    assert got_q.item() == pytest.approx(expect_q.item(), rel=1e-12)
-    assert got_v.item() == pytest.approx(expect_v.item(), rel=1e-12)
+    for method in ("contraction", "autodiff"):
+        got_q, got_v = attention_jacobian_sq_norms(x, wq, wk, wv, "uniform", tau, method=method)
+        assert got_q.item() == pytest.approx(expect_q.item(), rel=1e-12), method
+        assert got_v.item() == pytest.approx(expect_v.item(), rel=1e-12), method
+
+
+def test_jacobian_methods_agree_on_larger_softmax_case():
+    g = torch.Generator().manual_seed(3)
+    n, d = 16, 12
+    x = equicorrelated_tokens(n, d, 1.5, 0.4, g, F64)
+    wq, wk, wv = (torch.randn(d, d, generator=g, dtype=F64) / math.sqrt(d) for _ in range(3))
+    fast = attention_jacobian_sq_norms(x, wq, wk, wv, "softmax", 2.0, method="contraction")
+    slow = attention_jacobian_sq_norms(x, wq, wk, wv, "softmax", 2.0, method="autodiff")
+    assert fast[0].item() == pytest.approx(slow[0].item(), rel=1e-10)
+    assert fast[1].item() == pytest.approx(slow[1].item(), rel=1e-12)
 
 
 # ---------------------------------------------------------------- per-layer gradient norms
@@ -228,3 +242,21 @@ def test_equicorrelated_tokens_edge_cases_and_reproducible():
     a = equicorrelated_tokens(3, 4, 1.0, 0.3, torch.Generator().manual_seed(7))
     b = equicorrelated_tokens(3, 4, 1.0, 0.3, torch.Generator().manual_seed(7))
     assert a.dtype == torch.float32 and torch.equal(a, b)
+
+
+# ---------------------------------------------------------------- Adam's effective learning rate
+
+
+def test_adam_effective_lr_after_one_step_hand_computed():
+    """After one step from zero state: v_hat = g^2 exactly, so lr_eff = lr / (|g| + eps)."""
+    w = torch.nn.Parameter(torch.zeros(2, 3, dtype=F64))
+    grad = torch.tensor([[1.0, -2.0, 0.5], [4.0, 0.0, -0.25]], dtype=F64)
+    opt = torch.optim.Adam([w], lr=0.01, betas=(0.9, 0.999), eps=1e-8)
+    with pytest.raises(ValueError):
+        adam_effective_lr(opt, w)  # no state yet
+    w.grad = grad.clone()
+    opt.step()
+    got = adam_effective_lr(opt, w)
+    torch.testing.assert_close(got, 0.01 / (grad.abs() + 1e-8), rtol=1e-12, atol=0)
+    with pytest.raises(ValueError):
+        adam_effective_lr(opt, torch.nn.Parameter(torch.zeros(1)))  # not in the optimizer

@@ -19,8 +19,15 @@ F64 = torch.float64
 
 @pytest.mark.parametrize(
     ("alpha", "n_layers", "expect"),
-    [("1/sqrt(L)", 16, 0.25), (" 1 / sqrt(L) ", 4, 0.5), ("1/sqrt(L)", 48, 1 / math.sqrt(48)), ("0.5", 3, 0.5),
-     ("1", 7, 1.0), (2, 5, 2.0), (0.25, 5, 0.25)],
+    [
+        ("1/sqrt(L)", 16, 0.25),
+        (" 1 / sqrt(L) ", 4, 0.5),
+        ("1/sqrt(L)", 48, 1 / math.sqrt(48)),
+        ("0.5", 3, 0.5),
+        ("1", 7, 1.0),
+        (2, 5, 2.0),
+        (0.25, 5, 0.25),
+    ],
 )
 def test_resolve_alpha(alpha, n_layers, expect):
     got = resolve_alpha(alpha, n_layers)
@@ -175,15 +182,16 @@ def test_uniform_attention_value_is_exactly_one_over_n(dtype, scale):
 def test_uniform_attention_gradient_is_softmax_jacobian_at_uniform_point():
     rows, n = 3, 5
     logits = torch.randn(rows, n, generator=torch.Generator().manual_seed(0), dtype=F64) * 4
-    got = jacobian(lambda l: attention_weights(l, "uniform"), logits)
-    expect = jacobian(lambda l: torch.softmax(l, -1), torch.zeros(rows, n, dtype=F64))
+    got = jacobian(lambda z: attention_weights(z, "uniform"), logits)
+    expect = jacobian(lambda z: torch.softmax(z, -1), torch.zeros(rows, n, dtype=F64))
     assert got.shape == (rows, n, rows, n)
     torch.testing.assert_close(got, expect, rtol=0, atol=1e-15)
     # the same by hand: (1/n)(I - 11^T/n) within a row, zero across rows
     block = (torch.eye(n, dtype=F64) - 1.0 / n) / n
     for i in range(rows):
         for j in range(rows):
-            torch.testing.assert_close(got[i, :, j, :], block if i == j else torch.zeros_like(block), rtol=0, atol=1e-15)
+            expect_ij = block if i == j else torch.zeros_like(block)
+            torch.testing.assert_close(got[i, :, j, :], expect_ij, rtol=0, atol=1e-15)
     # a constant A = 1/n would have no derivative at all: make sure this is not that
     assert got.abs().max() > 0.1
 

@@ -77,8 +77,16 @@ def _ratio_and_se(num: np.ndarray, den: np.ndarray) -> tuple[np.ndarray, np.ndar
 @pytest.mark.parametrize("alpha", ["1", "1/sqrt(L)"])
 def test_norm_and_correlation_match_theory_under_uniform_attention(alpha):
     cfg = ModelConfig(
-        d_model=D_MODEL, n_heads=1, d_ff=D_MODEL, n_layers=N_LAYERS, norm="none", activation="linear",
-        out_proj=False, attention="uniform", alpha1=alpha, alpha2=alpha,
+        d_model=D_MODEL,
+        n_heads=1,
+        d_ff=D_MODEL,
+        n_layers=N_LAYERS,
+        norm="none",
+        activation="linear",
+        out_proj=False,
+        attention="uniform",
+        alpha1=alpha,
+        alpha2=alpha,
     )
     a = 1.0 if alpha == "1" else 1 / math.sqrt(N_LAYERS)
     stack = Stack(cfg).to(F64)

@@ -21,6 +21,7 @@
 #   SLURM_STOP_TIMEOUT     seconds to wait for each daemon to exit on stop (default: 20)
 #   SLURM_CLUSTER_FORCE=1  overwrite an /etc/slurm/slurm.conf this script did not write
 #   APT_OPTS               extra options for apt-get install
+# `start` on a running cluster changes nothing: to apply new settings, `stop` then `start`.
 #
 # Files: config /etc/slurm/slurm.conf; logs /var/log/slurm/{slurmctld,slurmd,apt-install}.log
 # and /var/log/munge/munged.log; state /var/lib/slurm; pid files /run/slurmctld.pid,
@@ -69,6 +70,16 @@ need_root() {
   die "must run as root (and sudo is not installed): run it as root, e.g. 'su -c \"$0 $*\"'"
 }
 
+# True if process $2 exists, is the program $1 and is not a zombie (a daemon killed with -9
+# stays a zombie until PID 1 reaps it; on this VM that took a while).
+is_daemon() {
+  local name=$1 pid=$2 stat
+  [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = "$name" ] || return 1
+  stat=$(cat "/proc/$pid/stat" 2>/dev/null || true)
+  stat=${stat##*) }          # fields after "pid (comm) "; the first one is the state
+  [ -n "$stat" ] && [ "${stat%% *}" != Z ]
+}
+
 # pid of a running daemon, or nothing (exit 1).
 # Trusts the pid file only if that pid is alive AND is the named program (a stale pid file may
 # name an unrelated process that got the same pid). Falls back to an exact-name lookup, because a
@@ -77,18 +88,17 @@ daemon_pid() {
   local name=$1 pidfile=$2 pid=""
   if [ -s "$pidfile" ]; then
     pid=$(tr -dc '0-9' <"$pidfile" 2>/dev/null || true)
-    if [ -n "$pid" ] && [ "$(cat "/proc/$pid/comm" 2>/dev/null || true)" = "$name" ]; then
-      echo "$pid"; return 0
-    fi
+    is_daemon "$name" "$pid" && { echo "$pid"; return 0; }
   fi
-  pid=$(pgrep -x "$name" 2>/dev/null | head -n 1 || true)
-  [ -n "$pid" ] && { echo "$pid"; return 0; }
+  for pid in $(pgrep -x "$name" 2>/dev/null || true); do
+    is_daemon "$name" "$pid" && { echo "$pid"; return 0; }
+  done
   return 1
 }
 
-# Remove a pid file whose process is gone. Slurm daemons read their pid file at start-up and
-# SIGTERM the pid in it ("killing old slurmctld"), so a stale file could hit an unrelated process;
-# a stale /run/slurmctld.pid also makes `apt-get purge slurmctld` fail (RECIPE gotcha 9).
+# Remove a pid file whose process is gone (after a crash, a kill -9, or a restart of a machine
+# whose /run persists), so that the pid files always describe running daemons. A stale
+# /run/slurmctld.pid also makes `apt-get purge slurmctld` fail (RECIPE gotcha 9).
 clean_stale_pidfile() {
   local name=$1 pidfile=$2
   [ -e "$pidfile" ] || return 0
@@ -116,11 +126,12 @@ install_packages() {
   say "installing $PACKAGES (apt-get, no recommends; log: $log)"
   # No systemd here: the packages' postinst scripts try to start the daemons and are refused by
   # policy-rc.d ("policy-rc.d denied execution of start"); that is expected, we start them below.
+  # (word splitting of $APT_OPTS and $PACKAGES is intended)
+  # shellcheck disable=SC2086
   {
     DEBIAN_FRONTEND=noninteractive apt-get update -qq &&
-    # shellcheck disable=SC2086  # word splitting of $APT_OPTS/$PACKAGES is intended
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-      ${APT_OPTS:-} $PACKAGES
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+        ${APT_OPTS:-} $PACKAGES
   } >"$log" 2>&1 || { show_log "$log"; die "apt-get failed to install $PACKAGES"; }
   [ -x /usr/sbin/slurmctld ] || die "packages installed but /usr/sbin/slurmctld is missing"
 }
@@ -135,6 +146,8 @@ write_config() {
   local cpus mem
   cpus=${SLURM_CPUS:-$(nproc)}
   mem=${SLURM_MEM_MB:-$(( $(awk '/MemTotal/{print int($2/1024)}' /proc/meminfo) * 8 / 10 ))}
+  [[ $cpus =~ ^[1-9][0-9]*$ ]] || die "SLURM_CPUS must be a positive integer (got '$cpus')"
+  [[ $mem =~ ^[1-9][0-9]*$ ]] || die "SLURM_MEM_MB must be a positive integer (got '$mem')"
 
   mkdir -p /etc/slurm "$STATE_DIR/slurmctld" "$STATE_DIR/slurmd" "$LOG_DIR"
   chown -R slurm:slurm "$STATE_DIR" "$LOG_DIR"
@@ -172,6 +185,9 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 # finished jobs stay visible to squeue for 5 min (needed by slurm-status-command: squeue)
 MinJobAge=300
+# reject at submission a job the node can never run (too many CPUs, too much memory), instead
+# of leaving it pending forever with reason PartitionConfig (Snakemake would wait forever)
+EnforcePartLimits=ALL
 InactiveLimit=0
 KillWait=5
 Waittime=0
@@ -269,30 +285,42 @@ cmd_start() {
       sinfo -R >&2 || true
       show_log "$LOG_DIR/slurmctld.log"
       show_log "$LOG_DIR/slurmd.log"
-      die "node $NODE is not idle after ${START_TIMEOUT}s (state: '${state:-no answer}')" ;;
+      die "node $NODE is not idle after ${START_TIMEOUT}s (state: '${state:-no answer}');" \
+          "for reason 'Low RealMemory' or 'Low socket*core*thread count', set SLURM_MEM_MB /" \
+          "SLURM_CPUS at most to what 'slurmd -C' reports" ;;
   esac
   say "cluster up in $((SECONDS - t0)) s (node $NODE is $state, partition $PARTITION)"
   sinfo
 }
 
 # ---- stop -----------------------------------------------------------------------------------
-# stop_daemon NAME PIDFILE: SIGTERM, wait, then SIGKILL; always remove the pid file.
-stop_daemon() {
-  local name=$1 pidfile=$2 pid i
-  if pid=$(daemon_pid "$name" "$pidfile"); then
-    kill "$pid" 2>/dev/null || true
+# stop_daemons NAME PIDFILE [NAME PIDFILE ...]: SIGTERM them all at once, wait until each has
+# exited (a zombie counts as exited), SIGKILL what is left after STOP_TIMEOUT; always remove
+# the pid files.
+stop_daemons() {
+  local -a names=() pids=()
+  local name pidfile pid i n
+  while [ $# -ge 2 ]; do
+    name=$1 pidfile=$2; shift 2
+    if pid=$(daemon_pid "$name" "$pidfile"); then
+      kill "$pid" 2>/dev/null || true
+      names+=("$name"); pids+=("$pid")
+    fi
+    rm -f "$pidfile"
+  done
+  for n in "${!pids[@]}"; do
+    pid=${pids[$n]}
     for ((i = 0; i < STOP_TIMEOUT * 10; i++)); do
-      [ -d "/proc/$pid" ] || break
+      is_daemon "${names[$n]}" "$pid" || break
       sleep 0.1
     done
-    if [ -d "/proc/$pid" ]; then
-      say "$name (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
+    if is_daemon "${names[$n]}" "$pid"; then
+      say "${names[$n]} (pid $pid) ignored SIGTERM for ${STOP_TIMEOUT}s; sending SIGKILL"
       kill -9 "$pid" 2>/dev/null || true
     fi
-    say "stopped $name (pid $pid)"
+    say "stopped ${names[$n]} (pid $pid)"
     STOPPED_ANY=1
-  fi
-  rm -f "$pidfile"
+  done
 }
 
 cmd_stop() {
@@ -312,9 +340,8 @@ cmd_stop() {
       done
     fi
   fi
-  stop_daemon slurmd "$SLURMD_PIDFILE"
-  stop_daemon slurmctld "$CTLD_PIDFILE"
-  stop_daemon munged "$MUNGE_PIDFILE"
+  stop_daemons slurmd "$SLURMD_PIDFILE" slurmctld "$CTLD_PIDFILE"
+  stop_daemons munged "$MUNGE_PIDFILE"   # last: the Slurm daemons talk through munge
   if [ $STOPPED_ANY = 1 ]; then say "cluster stopped"; else say "already stopped"; fi
 }
 
@@ -353,6 +380,6 @@ case ${1:-} in
   start) need_root "$@"; cmd_start ;;
   stop) need_root "$@"; cmd_stop ;;
   status) cmd_status ;;
-  -h|--help|help) sed -n '2,27p' "$0" | sed 's/^# \{0,1\}//' ;;
+  -h|--help|help) sed -n '2,28p' "$0" | sed 's/^# \{0,1\}//' ;;
   *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
 esac

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from sigprop import theory
-from sigprop.model import resolve_alpha
+from sigprop.params import resolve_alpha
 
 LEVEL = 0.95
 N_BOOT = 1000
@@ -187,6 +187,36 @@ def fig13(grid: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+# ---- Fig 5: Adam's effective learning rates on the toy sequence-reversal task (sigprop.toy) ----
+
+EFF_LR_RATIOS = (("wq", "wv"), ("wk", "wv"))
+
+
+def fig05(raw: pd.DataFrame) -> pd.DataFrame:
+    """Mean and 95% CI over seeds per step: per layer and matrix (effective lr, gradient norm), global
+    metrics (loss, accuracy, validation, lr; ``layer`` and ``matrix`` empty), and per layer the ratios of
+    the median effective lr of queries and keys to that of the values (``eff_lr_ratio``, ``wq/wv``, ``wk/wv``;
+    the ratio is taken per seed, then averaged).
+    """
+    raw = raw.copy()
+    raw["layer"] = raw.layer.astype("Int64")
+    per_layer = raw[raw.layer.notna()]
+    table = summarise(per_layer, ["metric", "matrix", "layer", "step"])
+    glob = summarise(raw[raw.layer.isna()], ["metric", "step"]).assign(matrix="", layer=pd.NA)
+    med = (
+        per_layer[per_layer.metric == "eff_lr_median"]
+        .pivot_table(index=["seed", "layer", "step"], columns="matrix", values="value")
+        .reset_index()
+    )
+    ratios = pd.concat(
+        [med[["seed", "layer", "step"]].assign(matrix=f"{a}/{b}", value=med[a] / med[b]) for a, b in EFF_LR_RATIOS]
+    )
+    ratio = summarise(ratios, ["matrix", "layer", "step"]).assign(metric="eff_lr_ratio")
+    out = pd.concat([table, ratio, glob], ignore_index=True)
+    out["layer"] = out.layer.astype("Int64")
+    return out[["metric", "matrix", "layer", "step", "mean", "ci_low", "ci_high", "n_seeds"]]
+
+
 # ---- translation (Figs 1, 6, 14; Table 1): raw = log.parquet / eval.parquet of the training runs ----
 
 RUN_KEYS = ["dataset", "method", "method_label", "layers"]
@@ -205,7 +235,7 @@ def fig01(raw: pd.DataFrame) -> pd.DataFrame:
 
     ``layer == layers`` is the encoder output. Steps after a run diverged are missing from that run.
     """
-    cos = raw[(raw.metric == "cosine") & (raw.stack == "encoder")]
+    cos = raw[(raw.metric == "cosine") & (raw.side == "encoder")]
     table = summarise(cos, [*RUN_KEYS, "step", "layer"])
     return table.merge(_diverged_runs(raw), on=RUN_KEYS, how="left")
 
@@ -217,9 +247,19 @@ def fig06(raw: pd.DataFrame) -> pd.DataFrame:
         g = grp[~grp.diverged.astype(bool)]
         m, lo, hi = mean_ci(g.bleu.to_numpy()) if len(g) else (np.nan, np.nan, np.nan)
         d = mean_ci(g.sacrebleu_detok.to_numpy())[0] if len(g) else np.nan
-        out.append({**dict(zip(RUN_KEYS, key)), "mean": m, "ci_low": lo, "ci_high": hi, "sacrebleu_detok": d,
-                    "n_runs": len(grp), "n_diverged": int(grp.diverged.astype(bool).sum()),
-                    "test_sentences": int(grp.test_sentences.max()), "beam": int(grp.beam.max())})
+        out.append(
+            {
+                **dict(zip(RUN_KEYS, key)),
+                "mean": m,
+                "ci_low": lo,
+                "ci_high": hi,
+                "sacrebleu_detok": d,
+                "n_runs": len(grp),
+                "n_diverged": int(grp.diverged.astype(bool).sum()),
+                "test_sentences": int(grp.test_sentences.max()),
+                "beam": int(grp.beam.max()),
+            }
+        )
     return pd.DataFrame(out)
 
 
@@ -229,8 +269,8 @@ def fig14(raw: pd.DataFrame) -> pd.DataFrame:
     steps = np.sort(keep[keep.metric == "cosine"].step.unique())
     if len(steps) > FIG14_SNAPSHOTS:
         steps = steps[np.unique(np.round(np.linspace(0, len(steps) - 1, FIG14_SNAPSHOTS)).astype(int))]
-    cols = [*RUN_KEYS, "seed", "diverged", "step", "metric", "stack", "layer", "value"]
-    return keep[keep.step.isin(steps)][cols].sort_values(["metric", "stack", "step", "layer"]).reset_index(drop=True)
+    cols = [*RUN_KEYS, "seed", "diverged", "step", "metric", "side", "layer", "value"]
+    return keep[keep.step.isin(steps)][cols].sort_values(["metric", "side", "step", "layer"]).reset_index(drop=True)
 
 
 def table1(raw: pd.DataFrame, paper: dict[str, float] | None = None) -> pd.DataFrame:
@@ -256,6 +296,7 @@ AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "fig11": fig11,
     "fig12": fig12,
     "fig13": fig13,
+    "fig05": fig05,
     "fig01": fig01,
     "fig06": fig06,
     "fig14": fig14,

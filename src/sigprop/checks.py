@@ -157,8 +157,42 @@ def table1(t: pd.DataFrame) -> list[Check]:
     return out
 
 
+#: updates of the paper-scale toy run (SPEC row 5, [chosen]); shorter runs report the accuracy without requiring it
+FIG05_UPDATES = 2000
+
+
+def fig05(t: pd.DataFrame) -> list[Check]:
+    """Toy reversal: the task is learned, no seed diverged, and Adam's effective lr of Q and K exceeds V's.
+
+    The ratio is that of the median effective lr (per seed, then averaged over seeds), as a geometric
+    mean over layers and over the log steps of the second half of training; the smallest layer is shown too.
+    """
+    glob = t[t.layer.isna()]
+    last = int(t["step"].max())
+    full = last >= FIG05_UPDATES
+    tag = "" if full else f" [reported only: {last} < {FIG05_UPDATES} updates]"
+    acc = glob[glob.metric == "val_accuracy"]
+    final = float(acc[acc["step"] == acc["step"].max()]["mean"].iloc[0])
+    out = [Check(f"fig05 final validation token accuracy (mean over seeds){tag}", "fig05", ">= 0.95", final, "-",
+                 bool(final >= 0.95), full)]
+    div = glob[glob.metric == "diverged"]
+    frac = float(div[div["step"] == div["step"].max()]["mean"].iloc[0]) if len(div) else float("nan")
+    out.append(Check("fig05 fraction of seeds that diverged", "fig05", "0", frac, "-", bool(frac == 0)))
+    ratio = t[(t.metric == "eff_lr_ratio") & (t["step"] > last / 2)]
+    for pair, g in ratio.groupby("matrix"):
+        per_layer = g.groupby("layer")["mean"].apply(lambda v: float(np.exp(np.log(v).mean())))
+        overall = float(np.exp(np.log(per_layer).mean()))
+        name = {"wq/wv": "Q/V", "wk/wv": "K/V"}.get(pair, pair)
+        out.append(Check(f"fig05 effective lr ratio {name} (geometric mean over layers, 2nd half of training)",
+                         "fig05", "> 1", overall, "-", bool(overall > 1)))
+        out.append(Check(f"fig05 effective lr ratio {name}, smallest layer (layer {int(per_layer.idxmin())}; shown)",
+                         "fig05", "> 1", float(per_layer.min()), "none", True))
+    return out
+
+
 CHECKS: dict[str, Callable[[pd.DataFrame], list[Check]]] = {
     "fig03": lambda t: _encoder_checks(t, "fig03", "post"),
+    "fig05": fig05,
     "fig07": fig07,
     "fig08": fig08,
     "fig09": lambda t: _encoder_checks(t, "fig09", "pre"),

@@ -1,4 +1,4 @@
-"""Command line used by the Snakemake rules: ``python -m sigprop {simulate,aggregate,plot,checks}``."""
+"""Command line used by the Snakemake rules: ``python -m sigprop {simulate,train-toy,aggregate,plot,checks}``."""
 
 from __future__ import annotations
 
@@ -32,6 +32,23 @@ def simulate(args: argparse.Namespace) -> None:
         wall_s=round(time.perf_counter() - start, 3),
     )
     write_table(df, args.out, meta)
+
+
+def train_toy(args: argparse.Namespace) -> None:
+    """Train one seed of Fig 5's toy task and write its raw tidy table (checkpoints removed on success)."""
+    import shutil
+
+    from sigprop.toy import run_toy
+
+    params = json.loads(args.params)
+    start = time.perf_counter()
+    df = run_toy(params, args.seed, checkpoint_dir=args.checkpoint_dir, log_path=args.metrics_log, progress=None)
+    meta = provenance(config=args.config_name, config_hash=config_hash({"params": params, "seed": args.seed}),
+                      experiment="toy_reversal", params=params, seed=args.seed,
+                      wall_s=round(time.perf_counter() - start, 3))
+    write_table(df, args.out, meta)
+    if args.checkpoint_dir:
+        shutil.rmtree(args.checkpoint_dir, ignore_errors=True)
 
 
 def aggregate(args: argparse.Namespace) -> None:
@@ -80,6 +97,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--config-name", default="unnamed")
     p.add_argument("--out", required=True)
     p.set_defaults(func=simulate)
+    p = sub.add_parser("train-toy", help="one seed of Fig 5's toy sequence-reversal training")
+    p.add_argument("--params", required=True, help="JSON parameters (experiments.toy_reversal.fixed)")
+    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--config-name", default="unnamed")
+    p.add_argument("--checkpoint-dir", help="resume from / save checkpoints here (deleted after success)")
+    p.add_argument("--metrics-log", help="JSON-lines log written while training")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=train_toy)
     p = sub.add_parser("aggregate", help="raw tables -> results/aggregated/<figure>.parquet")
     p.add_argument("--out", required=True)
     p.add_argument("--grid", help="JSON experiment config, for theory-only figures")

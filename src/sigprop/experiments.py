@@ -26,6 +26,7 @@ from sigprop.measure import (
     token_cosine,
 )
 from sigprop.model import Encoder, ModelConfig, Stack, attention_weights
+from sigprop.params import input_std
 
 Params = Mapping[str, Any]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}
@@ -74,13 +75,6 @@ def encoder_init(p: Params, seeds: list[int]) -> pd.DataFrame:
         g_norms = grad_norms(model.stack.blocks)
         rows += _rows(seed, {f"grad_{k}": v for k, v in g_norms.items()}, first_layer=1)
     return pd.DataFrame(rows)
-
-
-def input_std(value: float | str, d: int) -> float:
-    """A standard deviation given as a number or as the string ``"1/sqrt(d)"``."""
-    if isinstance(value, str) and value.replace(" ", "") == "1/sqrt(d)":
-        return 1.0 / math.sqrt(d)
-    return float(value)
 
 
 def _fixed_input(p: Params, dtype: torch.dtype) -> torch.Tensor:

@@ -45,6 +45,16 @@ FIGURES: dict[str, FigureSpec] = {
             "with it, the correlation stays bounded; the No-LN curve follows the uniform-attention theory."
         ),
     ),
+    "fig05": FigureSpec(
+        "fig05_adam_effective_lr",
+        ("toy_reversal",),
+        "Adam's effective learning rate lr/(sqrt(v_hat)+eps) (median over entries) of Wq, Wk, Wv per layer while a "
+        "5-layer POST-LN encoder learns to reverse 20 digits; last panel: token accuracy.",
+        claim=(
+            "Adam gives the queries and keys a larger effective learning rate than the values, compensating for "
+            "their smaller gradients."
+        ),
+    ),
     "fig07": FigureSpec(
         "fig07_uniform_attention",
         ("attention_concentration",),
@@ -118,6 +128,7 @@ FIGURES: dict[str, FigureSpec] = {
         "Token cosine of the encoder during IWSLT'14 De-En training, POST-LN with Adam, increasing depth, "
         "with and without 1/sqrt(L) residual scaling.",
         translation=True,
+        helpers=("_translation",),
         claim=(
             "Without residual scaling the tokens are more aligned at initialisation the deeper the model, which "
             "can inhibit training; with 1/sqrt(L) scaling the cosine stays low at every depth."
@@ -129,6 +140,7 @@ FIGURES: dict[str, FigureSpec] = {
         "Test BLEU against the number of blocks X (X encoder, X decoder) for Adam POST-LN, Adam PRE-LN and SGD "
         "with residual scaling and temperature.",
         translation=True,
+        helpers=("_translation",),
         claim=(
             "SGD with 1/sqrt(L) residual scaling and an inverse temperature keeps up with Adam and trains deeper "
             "models without layer normalisation."
@@ -140,6 +152,7 @@ FIGURES: dict[str, FigureSpec] = {
         "During SGD-temperature training: token cosine, trained alpha1, alpha2 and token norm per layer at a few "
         "update steps.",
         translation=True,
+        helpers=("_translation",),
         claim=(
             "The trained residual scales grow during training but the token correlation does not increase much; "
             "the activation norm grows slightly with depth."
@@ -147,7 +160,7 @@ FIGURES: dict[str, FigureSpec] = {
     ),
 }
 
-CHECKED = frozenset({"fig03", "fig07", "fig08", "fig09", "fig10", "fig11", "table1"})
+CHECKED = frozenset({"fig03", "fig05", "fig07", "fig08", "fig09", "fig10", "fig11", "table1"})
 
 # experiment name in the config -> experiment kind in sigprop.experiments.KINDS
 EXPERIMENT_KINDS: dict[str, str] = {
@@ -158,6 +171,9 @@ EXPERIMENT_KINDS: dict[str, str] = {
     "jacobian_sweeps": "attention_jacobians",
     "jacobian_grid": "attention_jacobians",
 }
+
+# experiments trained by a rule of their own, one raw table per seed: results/raw/<name>/seed~<s>.parquet
+TRAINING_EXPERIMENTS: dict[str, str] = {"toy_reversal": "train_toy"}
 
 
 def figure_spec(name: str) -> FigureSpec:

@@ -7,6 +7,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -71,9 +72,10 @@ def _version(name: str) -> str:
 
 def provenance(**fields: Any) -> dict[str, Any]:
     """Where a result came from: the given fields plus git state, package versions, host and device."""
-    import torch
-
-    if torch.cuda.is_available():
+    torch = sys.modules.get("torch")  # jobs that never imported torch (plots, tables) ran on the CPU
+    if torch is None:
+        device = f"cpu ({platform.processor() or platform.machine()})"
+    elif torch.cuda.is_available():
         device = torch.cuda.get_device_name()
     else:
         device = f"cpu ({platform.processor() or platform.machine()})"

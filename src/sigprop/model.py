@@ -23,23 +23,12 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sigprop.params import resolve_alpha
+
 Norm = Literal["post", "pre", "none"]
 AttentionKind = Literal["softmax", "uniform"]
 Activation = Literal["relu", "linear"]
 Init = Literal["paper", "glorot"]
-
-
-def resolve_alpha(alpha: float | str, n_layers: int) -> float:
-    """Turn a residual scale (a number or ``"1/sqrt(L)"``) into a float for a stack of ``n_layers``."""
-    if isinstance(alpha, str):
-        text = alpha.replace(" ", "")
-        if text in {"1/sqrt(L)", "1/sqrtL"}:
-            return 1.0 / math.sqrt(n_layers)
-        try:
-            return float(text)
-        except ValueError:
-            raise ValueError(f"alpha {alpha!r}: use a number or the string '1/sqrt(L)'") from None
-    return float(alpha)
 
 
 @dataclass
@@ -287,6 +276,9 @@ def init_paper_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator 
             gain = 2.0 if cfg.activation == "relu" else 1.0
             m.w1.weight.normal_(0.0, math.sqrt(gain / cfg.d_model), generator=generator)
             m.w2.weight.normal_(0.0, math.sqrt(1.0 / cfg.d_ff), generator=generator)
+        elif isinstance(m, _Block):
+            m.alpha1.fill_(resolve_alpha(cfg.alpha1, cfg.n_layers))  # exact in the module's dtype
+            m.alpha2.fill_(resolve_alpha(cfg.alpha2, cfg.n_layers))
         elif isinstance(m, nn.LayerNorm):
             m.reset_parameters()
         if isinstance(m, nn.Linear) and m.bias is not None:
@@ -458,13 +450,18 @@ class EncoderDecoder(nn.Module):
         out, hidden = self.encoder(self.embed_tokens(src), self_mask=mask)
         return out, mask, hidden
 
-    def decode(self, prev: Tensor, memory: Tensor, memory_mask: Tensor) -> tuple[Tensor, list[Tensor]]:
+    def decode(
+        self, prev: Tensor, memory: Tensor, memory_mask: Tensor, last_only: bool = False
+    ) -> tuple[Tensor, list[Tensor]]:
         """Decoder output logits (batch, n, vocab) and its hidden states, for target prefix ``prev``.
 
         Self-attention is causal; padding sits at the end of each row (right padding), so
-        the causal mask already hides padded keys from every real position.
+        the causal mask already hides padded keys from every real position. ``last_only``:
+        logits of the last position only (batch, 1, vocab), for step-by-step decoding.
         """
         out, hidden = self.decoder(self.embed_tokens(prev), memory=memory, memory_mask=memory_mask, causal=True)
+        if last_only:
+            out = out[:, -1:]
         return out @ self.embed.weight.T, hidden
 
     def forward(self, src: Tensor, prev: Tensor) -> tuple[Tensor, dict[str, list[Tensor]]]:

@@ -6,7 +6,7 @@ SPEC row 5 [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinuso
 tied read-out ``logits = h E^T`` (the 10 output classes are the 10 input digits, so the embedding
 matrix serves both; ``readout: head`` adds a separate linear head instead).
 
-What is logged (tidy rows: ``update``, ``metric``, ``value``, and ``layer``/``matrix`` for per-layer rows):
+What is logged (tidy rows: ``step`` (the update), ``metric``, ``value``, and ``layer``/``matrix`` per layer):
 
 * every ``log_every`` updates: training loss and token accuracy (averaged over the interval), and per
   block (layer 1..L) and attention matrix (wq, wk, wv) the median and mean over entries of Adam's
@@ -34,7 +34,7 @@ from torch import Tensor, nn
 from sigprop.io import config_hash
 from sigprop.measure import attention_effective_lrs, grad_norms
 from sigprop.model import Encoder, ModelConfig
-from sigprop.train import LogContext, SeededBatches, TrainConfig, Trainer
+from sigprop.train import LogContext, SeededBatches, TrainConfig, Trainer, schedules
 
 Params = Mapping[str, Any]
 DATA_SEED_OFFSET = 1_000_003
@@ -56,9 +56,11 @@ DEFAULTS: dict[str, Any] = {
     "batch_size": 64,
     "max_updates": 2000,
     "lr": 0.01,
+    "warmup": 0,
     "betas": [0.9, 0.999],
     "eps": 1e-8,
     "weight_decay": 0.0,
+    "clip_norm": 0.0,
     "log_every": 20,
     "eval_every": 100,
     "eval_size": 1024,
@@ -149,7 +151,9 @@ def run_toy(
     log_path: str | Path | None = None,
     progress: bool | None = False,
 ) -> pd.DataFrame:
-    """Train one seed; return its tidy table (``seed``, ``update``, ``layer``, ``matrix``, ``metric``, ``value``).
+    """Train one seed; return its tidy table (``seed``, ``step``, ``layer``, ``matrix``, ``metric``, ``value``).
+
+    ``step`` is the update number (the loop's ``update``).
 
     ``params`` override :data:`DEFAULTS`. With ``checkpoint_dir`` the run saves a checkpoint every
     ``checkpoint_every`` updates and resumes from it when restarted with the same parameters and seed.
@@ -178,10 +182,14 @@ def run_toy(
         log_path=log_path,
         device=str(p["device"]),
         progress=progress,
+        clip_norm=float(p["clip_norm"]),
         best_metric="val_accuracy",
         fingerprint=config_hash({"params": p, "seed": seed}),
     )
-    trainer = Trainer(model, step, optimizer, data, config, hooks=[attention_probe], validate=validate)
+    warmup = int(p["warmup"])
+    schedule = schedules.linear_warmup(float(p["lr"]), warmup) if warmup > 0 else None
+    trainer = Trainer(model, step, optimizer, data, config, lr_schedule=schedule, hooks=[attention_probe],
+                      validate=validate)
     result = trainer.fit()
     if result.diverged:
         logging.getLogger(__name__).warning("seed %d diverged at update %d", seed, result.updates)
@@ -191,4 +199,5 @@ def run_toy(
             table[col] = None
     table["layer"] = table["layer"].astype("Int64")
     table.insert(0, "seed", seed)
-    return table[["seed", "update", "layer", "matrix", "metric", "value"]]
+    table = table.rename(columns={"update": "step"})  # as in the translation logs (and not DataFrame.update)
+    return table[["seed", "step", "layer", "matrix", "metric", "value"]]

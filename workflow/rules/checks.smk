@@ -7,8 +7,9 @@ rule checks:
         tables=[
             f"results/aggregated/{f}.parquet"
             for f in config["figures"]
-            if FIGURES[f].checked
+            if FIGURES[f].checked and not FIGURES[f].translation
         ],
+        translation=translation_checks,  # Table 1, when the IWSLT'14 data is there
     output:
         "results/checks.csv",
     log:
@@ -16,7 +17,7 @@ rule checks:
     conda:
         "../../envs/sigprop.yaml"
     shell:
-        "python -m sigprop checks --out {output} {input.tables} > {log} 2>&1"
+        "python -m sigprop checks --out {output} {input.tables} {input.translation} > {log} 2>&1"
 
 
 localrules:

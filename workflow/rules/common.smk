@@ -4,7 +4,7 @@ import sys
 from pathlib import Path
 
 from sigprop.config import ConfigError, experiment_jobs, validate_config
-from sigprop.figures import EXPERIMENT_KINDS, FIGURES, figure_spec
+from sigprop.figures import EXPERIMENT_KINDS, FIGURES, TRAINING_EXPERIMENTS, figure_spec
 
 # Jobs run the code in this checkout's src/ (the files the rules declare as inputs).
 SRC_ABS = Path.cwd() / "src"
@@ -24,10 +24,22 @@ CONFIG_FILE = (
 SRC = Path("src/sigprop")
 SIMULATION_CODE = [str(SRC / f) for f in ("model.py", "measure.py", "experiments.py")]
 AGGREGATION_CODE = [str(SRC / f) for f in ("aggregation.py", "theory.py")]
+TOY_CODE = [
+    str(SRC / f)
+    for f in (
+        "model.py",
+        "measure.py",
+        "toy.py",
+        "train/loop.py",
+        "train/data.py",
+        "train/schedules.py",
+    )
+]
 
 JOBS = {
     job.path: job
     for name, exp in config["experiments"].items()
+    if name not in TRAINING_EXPERIMENTS
     for job in experiment_jobs(name, exp, EXPERIMENT_KINDS[name])
 }
 STEMS = {spec.stem: key for key, spec in FIGURES.items()}
@@ -43,7 +55,26 @@ def raw_files(figure):
     missing = [e for e in spec.experiments if e not in config["experiments"]]
     if missing:
         raise ValueError(f"{figure} needs experiments.{missing[0]} in the config")
-    return [path for path, job in JOBS.items() if job.experiment in spec.experiments]
+    jobs = [path for path, job in JOBS.items() if job.experiment in spec.experiments]
+    return jobs + [
+        f for e in spec.experiments if e in TRAINING_EXPERIMENTS for f in seed_files(e)
+    ]
+
+
+def seed_files(experiment):
+    """One raw table per seed of an experiment trained by its own rule (figures.TRAINING_EXPERIMENTS)."""
+    seeds = range(int(config["experiments"][experiment]["seeds"]))
+    return [f"results/raw/{experiment}/seed~{s}.parquet" for s in seeds]
+
+
+def toy_params(wildcards):
+    """Fig 5's toy run parameters as JSON (experiments.toy_reversal.fixed; no grid)."""
+    exp = config["experiments"]["toy_reversal"]
+    if exp.get("grid") or exp.get("inner"):
+        raise ValueError(
+            "experiments.toy_reversal takes fixed values and seeds only (no grid or inner)"
+        )
+    return json.dumps(exp["fixed"], sort_keys=True)
 
 
 def figure_files(figure):

@@ -30,8 +30,8 @@ checkpoint iwslt_status:
         "../../envs/sigprop.yaml"
     shell:
         "python -m sigprop.translation status --dataset {wildcards.dataset} --out {output}"
-        " --local-dir {params.local_dir:q} --url {params.url:q} --sha256 {params.sha256:q}"
-        " --cache-dir {params.cache_dir:q} --timeout {params.timeout} > {log} 2>&1"
+        " --local-dir={params.local_dir:q} --url={params.url:q} --sha256={params.sha256:q}"
+        " --cache-dir={params.cache_dir:q} --timeout={params.timeout} > {log} 2>&1"
 
 
 rule prepare_iwslt:
@@ -89,3 +89,10 @@ def data_unavailable_message():
                 msgs.append(status["message"])
                 path.unlink()
     return "\n".join(msgs)
+
+
+def print_data_message():
+    """At the end of a run: the one message saying how to provide the IWSLT'14 data, if it was missing."""
+    msg = data_unavailable_message()
+    if msg:
+        print("\n" + "=" * 100 + "\n" + msg + "\n" + "=" * 100)

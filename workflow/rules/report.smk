@@ -7,7 +7,10 @@ rule report:
         notebook="workflow/notebooks/report.ipynb",
         code=str(SRC / "report.py"),
         checks="results/checks.csv",
-        figures=[figure_files(f) for f in config["figures"]],
+        figures=[
+            figure_files(f) for f in config["figures"] if not FIGURES[f].translation
+        ],
+        translation=translation_targets,  # Figs 1, 6, 14 and Table 1, when the data is there
     output:
         notebook="results/report/report.ipynb",
         html="results/report/report.html",

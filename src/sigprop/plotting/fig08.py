@@ -31,7 +31,8 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         ax.set_xlabel("layer")
         ax.set_ylabel(ylabel)
     axes[0].set_yscale("log")
-    axes[1].set_ylim(-0.02, 1.02)
+    rho = t[t.metric == "correlation"]
+    axes[1].set_ylim(min(-0.02, float(rho.ci_low.min()) - 0.02), 1.02)
     axes[1].plot([], [], color="black", label="theory (uniform attention)", **THEORY)
     handles, labels = axes[1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=3)

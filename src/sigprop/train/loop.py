@@ -73,7 +73,7 @@ class TrainConfig:
     device: str = "auto"  # "auto": cuda when available, else cpu
     bf16: bool = False  # bf16 autocast for step_fn and validate (CUDA only; ignored on CPU)
     progress: bool | None = None  # tqdm bar; None: only when stderr is a terminal
-    clip_norm: float = 0.0  # > 0: clip the global gradient norm (and log it as "grad_norm")
+    clip_norm: float = 0.0  # > 0: clip the global grad norm (the norm before clipping is logged: grad_norm_total)
     best_metric: str | None = None  # key of validate's dict that scores a checkpoint
     higher_is_better: bool = True
     fingerprint: str = ""  # identifies the run; a checkpoint with another fingerprint is not resumed
@@ -410,7 +410,7 @@ class Trainer:
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.clip_norm > 0:
-                extras["grad_norm"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
+                extras["grad_norm_total"] = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_norm)
             self.optimizer.step()
             self.update = t
 

@@ -131,10 +131,9 @@ def label_smoothed_nll(logits: torch.Tensor, target: torch.Tensor, eps: float,
     """
     lprobs = torch.log_softmax(logits.float(), dim=-1).view(-1, logits.shape[-1])
     target = target.reshape(-1)
-    keep = target.ne(pad)
-    lprobs, target = lprobs[keep], target[keep]
+    keep = target.ne(pad)  # masking by multiplication: no copy of the (tokens, vocab) tensor
     nll = -lprobs.gather(1, target[:, None]).squeeze(1)
     smooth = -lprobs.sum(-1)
     eps_i = eps / (lprobs.shape[-1] - 1)
     loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
-    return loss.sum(), nll.sum()
+    return (loss * keep).sum(), (nll * keep).sum()

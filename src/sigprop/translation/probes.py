@@ -1,4 +1,6 @@
-"""Per-layer measurements logged during translation training (tidy rows: metric, stack, layer, value).
+"""Per-layer measurements logged during translation training (tidy rows: metric, side, layer, value).
+
+``side`` is ``encoder`` or ``decoder`` (not "stack": that is a DataFrame method).
 
 Layer 0 is the embedding (input of the first block), layer l the residual stream after block l.
 Token statistics are taken per sentence over its non-padding tokens and averaged over the
@@ -49,8 +51,8 @@ def hidden_state_rows(model: EncoderDecoder, batch: dict[str, Tensor]) -> list[d
     for stack, hidden in states.items():
         for layer, h in enumerate(hidden):
             cos, act = _masked_token_stats(h, masks[stack])
-            rows.append({"metric": "cosine", "stack": stack, "layer": layer, "value": cos})
-            rows.append({"metric": "act_norm", "stack": stack, "layer": layer, "value": act})
+            rows.append({"metric": "cosine", "side": stack, "layer": layer, "value": cos})
+            rows.append({"metric": "act_norm", "side": stack, "layer": layer, "value": act})
     return rows
 
 
@@ -62,7 +64,7 @@ def grad_rows(model: EncoderDecoder) -> list[dict]:
             for name in ("wq", "wk", "wv"):
                 g = getattr(block.attn, name).weight.grad
                 value = float("nan") if g is None else float(g.float().norm())
-                rows.append({"metric": f"grad_{name}", "stack": stack_name, "layer": i, "value": value})
+                rows.append({"metric": f"grad_{name}", "side": stack_name, "layer": i, "value": value})
     return rows
 
 
@@ -71,6 +73,6 @@ def alpha_rows(model: EncoderDecoder) -> list[dict]:
     rows = []
     for stack, pairs in model.alphas().items():
         for i, (a1, a2) in enumerate(pairs, start=1):
-            rows.append({"metric": "alpha1", "stack": stack, "layer": i, "value": a1})
-            rows.append({"metric": "alpha2", "stack": stack, "layer": i, "value": a2})
+            rows.append({"metric": "alpha1", "side": stack, "layer": i, "value": a1})
+            rows.append({"metric": "alpha2", "side": stack, "layer": i, "value": a2})
     return rows

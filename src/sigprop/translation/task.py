@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from contextlib import nullcontext
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +24,43 @@ from sigprop.translation import methods, probes
 from sigprop.translation.batching import make_batch, token_batches
 from sigprop.translation.bleu import bleu_summary
 from sigprop.translation.search import SearchConfig, translate
+from sigprop.train.schedules import Schedule
 
 
 def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
     """Move every tensor of a batch."""
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class EpochBatches:
+    """Training batches epoch after epoch; its state is ``(epoch, index)`` (checkpointed by the loop)."""
+
+    def __init__(self, task: TranslationTask) -> None:
+        self.task = task
+        self.epoch, self.index = 0, 0
+        self._batches: list[np.ndarray] | None = None
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        return self
+
+    def __next__(self) -> dict[str, Tensor]:
+        if self._batches is None:
+            self._batches = self.task.epoch_batches(self.epoch)
+        while self.index >= len(self._batches):
+            self.epoch, self.index = self.epoch + 1, 0
+            self._batches = self.task.epoch_batches(self.epoch)
+        idx = self._batches[self.index]
+        self.index += 1
+        return make_batch(self.task.train, idx, self.task.pad, self.task.eos)
+
+    def state_dict(self) -> dict[str, int]:
+        """The position of the next batch."""
+        return {"epoch": self.epoch, "index": self.index}
+
+    def load_state_dict(self, state: Mapping[str, int]) -> None:
+        """Continue at a saved position."""
+        self.epoch, self.index = int(state["epoch"]), int(state["index"])
+        self._batches = None
 
 
 class TranslationTask:
@@ -71,71 +103,58 @@ class TranslationTask:
         """Training updates of this run's optimiser."""
         return int(self.spec["optimizer"]["updates"])
 
-    def lr_at(self, update: int) -> float:
-        """Learning rate for the update after ``update`` completed ones."""
-        return methods.lr_at(update, self.spec["optimizer"])
+    def lr_schedule(self) -> Schedule:
+        """Learning rate of update t = 1, 2, ... (set by the training loop)."""
+        return methods.lr_schedule(self.spec["optimizer"])
 
     def tau_at(self, update: int) -> float:
-        """Inverse temperature for the update after ``update`` completed ones."""
+        """Inverse temperature at update ``update`` (0 at initialisation)."""
         return methods.tau_at(update, self.spec["method_config"])
 
-    def before_update(self, model: EncoderDecoder, optimizer: torch.optim.Optimizer, update: int) -> None:
-        """Set this update's learning rate and inverse temperature."""
-        lr = self.lr_at(update)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        model.set_tau(self.tau_at(update))
+    def tau_setter(self, model: EncoderDecoder) -> Callable[[int], None]:
+        """A ``before_update`` callback that applies the tau warm-up."""
+        return lambda t: model.set_tau(self.tau_at(t))
 
     # ---- data -------------------------------------------------------------------------------
+
+    def data(self) -> EpochBatches:
+        """The endless, checkpointable stream of training batches (on the CPU)."""
+        return EpochBatches(self)
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The training batches of one epoch (a function of seed and epoch only)."""
         return token_batches(self.train.src_sizes, self.train.tgt_sizes, self.max_tokens, seed=self.seed,
                              epoch=epoch, max_positions=self.max_positions)
 
-    def batch(self, indices: np.ndarray) -> dict[str, Tensor]:
-        """Collate training pairs onto the device."""
-        return to_device(make_batch(self.train, indices, self.pad, self.eos), self.device)
-
-    def iter_batches(self, start_epoch: int = 0, start_index: int = 0) -> Iterator[tuple[int, int, dict[str, Tensor]]]:
-        """``(epoch, index in epoch, batch)`` forever, starting at a resume position."""
-        epoch, index = start_epoch, start_index
-        while True:
-            batches = self.epoch_batches(epoch)
-            while index < len(batches):
-                yield epoch, index, self.batch(batches[index])
-                index += 1
-            epoch, index = epoch + 1, 0
-
     # ---- loss, validation, probes -----------------------------------------------------------
 
-    def loss(self, model: EncoderDecoder, batch: Mapping[str, Tensor]) -> tuple[Tensor, dict[str, float]]:
-        """Mean label-smoothed cross-entropy per target token (the gradient fairseq uses), and stats."""
+    def step(self, model: EncoderDecoder, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        """Mean label-smoothed cross-entropy per target token (the loss fairseq's gradient uses), and its NLL."""
         logits, _ = model(batch["src"], batch["prev"])
         loss_sum, nll_sum = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
         ntok = batch["ntokens"].float()
-        return loss_sum / ntok, {"nll": float(nll_sum.detach() / ntok), "ntokens": float(ntok)}
+        return {"loss": loss_sum / ntok, "nll": nll_sum.detach() / ntok, "tokens": ntok}
 
     @torch.no_grad()
-    def validate(self, model: EncoderDecoder, autocast: Any = None) -> dict[str, float]:
-        """Label-smoothed loss and NLL per token on the validation split (eval mode)."""
-        was = model.training
-        model.eval()
+    def validate(self, model: EncoderDecoder) -> dict[str, float]:
+        """Label-smoothed loss and NLL per token on the validation split (the loop sets eval mode)."""
         loss = nll = ntok = 0.0
-        try:
-            for idx in self.valid_batches:
-                batch = to_device(make_batch(self.valid, idx, self.pad, self.eos), self.device)
-                with autocast if autocast is not None else nullcontext():
-                    logits, _ = model(batch["src"], batch["prev"])
-                ls, nl = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
-                loss, nll, ntok = loss + float(ls), nll + float(nl), ntok + float(batch["ntokens"])
-        finally:
-            model.train(was)
-        return {"valid_loss": loss / ntok, "valid_nll": nll / ntok, "valid_ppl": math.exp(min(nll / ntok, 50.0))}
+        for idx in self.valid_batches:
+            batch = to_device(make_batch(self.valid, idx, self.pad, self.eos), self.device)
+            logits, _ = model(batch["src"], batch["prev"])
+            ls, nl = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
+            loss, nll, ntok = loss + float(ls), nll + float(nl), ntok + float(batch["ntokens"])
+        return {"valid_loss": loss / ntok, "valid_nll": nll / ntok}
 
     def probe_rows(self, model: EncoderDecoder) -> list[dict]:
-        """Per-layer cosine and activation norms on the fixed validation batch, and the alphas."""
-        return probes.hidden_state_rows(model, to_device(self.probe_batch, self.device)) + probes.alpha_rows(model)
+        """Per-layer cosine and activation norms on the fixed validation batch, the alphas and tau."""
+        rows = probes.hidden_state_rows(model, to_device(self.probe_batch, self.device)) + probes.alpha_rows(model)
+        tau = next((m.tau for m in model.modules() if hasattr(m, "tau")), float("nan"))
+        return rows + [{"metric": "tau", "value": float(tau)}]
+
+    def log_hook(self, ctx: Any) -> list[dict]:
+        """The training loop's log hook: gradient norms of this update, then :meth:`probe_rows`."""
+        return probes.grad_rows(ctx.model) + self.probe_rows(ctx.model)
 
     # ---- test -------------------------------------------------------------------------------
 

@@ -1,0 +1,84 @@
+"""``python -m sigprop.translation {status,prepare,train,table1,table2}`` (used by the workflow rules)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+
+from sigprop.data import iwslt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point."""
+    ap = argparse.ArgumentParser(prog="python -m sigprop.translation", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    p = sub.add_parser("status", help="locate the raw data of a dataset, write a status JSON (never fails)")
+    p.add_argument("--dataset", choices=iwslt.DATASETS, required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--local-dir", default="")
+    p.add_argument("--url", default="")
+    p.add_argument("--sha256", default="")
+    p.add_argument("--cache-dir", default="data/cache/iwslt14")
+    p.add_argument("--timeout", type=float, default=60.0)
+    p = sub.add_parser("prepare", help="preprocess the located data as fairseq into --out")
+    p.add_argument("--status", required=True)
+    p.add_argument("--out", required=True)
+    p = sub.add_parser("train", help="one training run + evaluation")
+    p.add_argument("--spec", required=True, help="JSON run spec (sigprop.translation.plan.run_spec)")
+    p.add_argument("--data", required=True, help="binarised dataset directory")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--progress", action="store_true", help="tqdm bar even when stderr is not a terminal")
+    p = sub.add_parser("table1", help="eval tables -> aggregated Table 1 and its csv/tex/png")
+    p.add_argument("--aggregated", required=True)
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--style", default="{}")
+    p.add_argument("evals", nargs="+")
+    p = sub.add_parser("table2", help="config -> Table 2 csv/tex/png")
+    p.add_argument("--config", required=True, help="JSON: name, methods, translation")
+    p.add_argument("--out-dir", required=True)
+    p.add_argument("--style", default="{}")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    if args.cmd == "status":
+        from sigprop.translation.datastatus import write_status
+
+        status = write_status(args.out, dataset=args.dataset, local_dir=args.local_dir or None, url=args.url or None,
+                              sha256=args.sha256 or None, cache_dir=args.cache_dir, timeout=args.timeout)
+        print(json.dumps(status, indent=2))
+        return 0
+    if args.cmd == "prepare":
+        from sigprop.translation.datastatus import read_status
+
+        status = read_status(args.status)
+        if not status["available"]:
+            print(f"error: {status['message']}", file=sys.stderr)
+            return 2
+        res = iwslt.prepare(status["dataset"], status["source"], args.out)
+        print(json.dumps({k: res[k] for k in ("dataset", "splits", "bpe")}, indent=2))
+        return 0
+    if args.cmd == "train":
+        import torch
+
+        from sigprop.translation.job import train_and_evaluate
+
+        if "OMP_NUM_THREADS" in os.environ:
+            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+        summary = train_and_evaluate(json.loads(args.spec), args.data, args.out_dir,
+                                     progress=True if args.progress else None)
+        print(json.dumps(summary, indent=2, default=str))
+        return 0
+    from sigprop.translation import tables
+
+    if args.cmd == "table1":
+        tables.write_table1(args.evals, args.aggregated, args.out_dir, json.loads(args.style))
+    else:
+        tables.write_table2(json.loads(args.config), args.out_dir, json.loads(args.style))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

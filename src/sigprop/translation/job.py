@@ -1,0 +1,152 @@
+"""One translation run: train one method at one depth and seed on the shared loop, then evaluate.
+
+Files in the run directory (``results/raw/translation/<dataset>/<method>/layers~<X>/seed~<s>/``):
+
+* ``log.parquet``: tidy log (step, metric, side = encoder/decoder, layer, value, plus the run's keys): training loss
+  and NLL, lr, tau, validation loss, and per layer the Wq/Wk/Wv gradient norms, token cosine,
+  token norm and alphas (step 0 = initialisation);
+* ``eval.parquet`` (one row) and ``eval.json``: test BLEU of the best validation checkpoint, or
+  ``diverged = true`` (then no evaluation);
+* ``checkpoint_best.pt``: the best validation checkpoint (``{"model", "update", "score"}``);
+* ``hypotheses.txt``: the test translations (BPE removed);
+* ``state/``: the loop's resumable ``last.pt``, ``best.pt`` and a JSON-lines log. A killed job
+  restarted with the same spec resumes there (``torch.load(weights_only=True)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import random
+import shutil
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from sigprop.io import atomic_path, config_hash, provenance, write_table
+from sigprop.train import Trainer, TrainConfig, pick_device
+from sigprop.translation.task import TranslationTask
+
+log = logging.getLogger("sigprop.translation")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (dropout draws from torch's global generator)."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def fingerprint(spec: Mapping[str, Any]) -> str:
+    """Identifies the training (not the evaluation): a checkpoint of another spec is not resumed."""
+    return config_hash({k: v for k, v in spec.items() if k not in ("evaluation", "config")})
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cuda`` when asked for and present, else the CPU (with a warning if CUDA was asked for)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        log.warning("device cuda requested but not available: training on the CPU")
+        return torch.device("cpu")
+    return pick_device(name)
+
+
+def tidy_log(rows: list[Mapping[str, Any]], spec: Mapping[str, Any], diverged: bool) -> pd.DataFrame:
+    """Loop rows -> the tidy table of ``log.parquet``."""
+    df = pd.DataFrame(rows).rename(columns={"update": "step"})
+    for col, fill in (("side", ""), ("layer", -1)):
+        df[col] = df[col].fillna(fill) if col in df else fill
+    df["layer"] = df.layer.astype(int)
+    df["value"] = df.value.astype(float)
+    keys = run_keys(spec)
+    for k, v in keys.items():
+        df[k] = v
+    df["diverged"] = diverged
+    return df[[*keys, "diverged", "step", "metric", "side", "layer", "value"]]
+
+
+def run_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The columns that identify a run in every table."""
+    return {"dataset": spec["dataset"], "method": spec["method"],
+            "method_label": spec["method_config"].get("label", spec["method"]),
+            "layers": int(spec["layers"]), "seed": int(spec["seed"])}
+
+
+def train_and_evaluate(spec: Mapping[str, Any], data_dir: str | Path, out_dir: str | Path,
+                       progress: bool | None = None) -> dict[str, Any]:
+    """Train (resuming if a checkpoint of the same spec exists), evaluate the best checkpoint, write the files."""
+    out = Path(out_dir)
+    state = out / "state"
+    device = resolve_device(spec.get("device", "cpu"))
+    seed_everything(int(spec["seed"]))
+    task = TranslationTask(spec, data_dir, device)
+    model = task.build_model()
+    init_rows = [{"update": 0, **r} for r in task.probe_rows(model)]  # deterministic: recomputed on resume
+    optimizer = task.build_optimizer(model)
+    tr = spec["training"]
+    cfg = TrainConfig(
+        max_updates=task.total_updates,
+        log_every=int(tr.get("log_every", 100)),
+        eval_every=int(tr.get("valid_every", 1000)),
+        checkpoint_every=int(tr.get("checkpoint_every", 1000)),
+        checkpoint_dir=state,
+        log_path=state / "log.jsonl",
+        device=str(device),
+        bf16=bool(tr.get("bf16", False)),
+        progress=progress,
+        clip_norm=float(tr.get("clip_norm", 0.0)),
+        best_metric="valid_loss",
+        higher_is_better=False,
+        fingerprint=fingerprint(spec),
+    )
+    trainer = Trainer(model, task.step, optimizer, task.data(), cfg, lr_schedule=task.lr_schedule(),
+                      hooks=[task.log_hook], before_update=[task.tau_setter(model)], validate=task.validate)
+    result = trainer.fit()
+    log.info("training %s after %d updates (resumed from %d) in %.1f s", result.status, result.updates,
+             result.resumed_from, result.wall_s)
+    keys = run_keys(spec)
+    meta = provenance(config=spec.get("config"), spec_hash=config_hash(spec), **keys)
+    write_table(tidy_log(init_rows + result.rows, spec, result.diverged), out / "log.parquet",
+                {**meta, "status": result.status})
+
+    summary: dict[str, Any] = {**keys, "config": spec.get("config"), "diverged": result.diverged,
+                               "updates": result.updates, "best_update": result.best_update,
+                               "best_valid_loss": result.best_score, "train_wall_s": result.wall_s}
+    best = state / "best.pt"
+    hyps: list[str] = []
+    if result.diverged or not best.exists():
+        summary.update({"bleu": math.nan, "sacrebleu_detok": math.nan, "test_sentences": 0,
+                        "beam": int(spec["evaluation"].get("beam", 5))})
+        with atomic_path(out / "checkpoint_best.pt") as tmp:
+            if best.exists():
+                shutil.copyfile(best, tmp)
+            else:
+                torch.save({"model": None, "update": None, "score": None, "diverged": True}, tmp)
+    else:
+        ckpt = torch.load(best, map_location=device, weights_only=True)
+        model.load_state_dict(ckpt["model"])
+        model.set_tau(task.tau_at(int(ckpt["update"])))
+        tic = time.perf_counter()
+        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
+                    else contextlib.nullcontext())
+        scores, hyps = task.evaluate(model, autocast)
+        summary.update(scores)
+        summary["eval_wall_s"] = time.perf_counter() - tic
+        with atomic_path(out / "checkpoint_best.pt") as tmp:
+            shutil.copyfile(best, tmp)
+        log.info("test BLEU %.2f (detok. sacreBLEU %.2f) on %d sentences, beam %d", summary["bleu"],
+                 summary["sacrebleu_detok"], summary["test_sentences"], summary["beam"])
+    with atomic_path(out / "hypotheses.txt") as tmp:
+        tmp.write_text("".join(h + "\n" for h in hyps))
+    with atomic_path(out / "eval.json") as tmp:
+        tmp.write_text(json.dumps({"summary": summary, "spec": spec, "provenance": meta}, indent=2, default=str)
+                       + "\n")
+    row = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
+    write_table(pd.DataFrame([row]), out / "eval.parquet", meta)
+    return summary

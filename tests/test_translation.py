@@ -1,0 +1,373 @@
+"""Translation (SPEC section 5): encoder-decoder, search, BLEU, batching, schedules, and the training job.
+
+The job tests train a tiny model for a few dozen updates on a synthetic copy task written as
+IWSLT-style text files and binarised with the real code (a few seconds each).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import sacrebleu
+import torch
+import torch.nn.functional as F
+
+from sigprop.data.iwslt import binarize, moses_detokenize, write_lines
+from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
+from sigprop.translation import methods
+from sigprop.translation.batching import collate, token_batches
+from sigprop.translation.bleu import detok_sacrebleu, tokenized_bleu
+from sigprop.translation.datastatus import locate
+from sigprop.translation.job import train_and_evaluate
+from sigprop.translation.plan import Run, all_runs, check_config, run_spec, target_runs
+from sigprop.translation.search import DecoderCache, SearchConfig, beam_search, greedy_search
+from sigprop.translation.task import TranslationTask
+
+WORDS = "the cat sat on a mat and dog ran far away".split()
+
+
+def tiny_model(norm: str = "post", seed: int = 0, init: str = "fairseq", layers: int = 2, **kw) -> EncoderDecoder:
+    torch.manual_seed(seed)
+    block = ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=layers, norm=norm, bias=True, **kw)
+    return EncoderDecoder(Seq2SeqConfig(block=block, vocab=40, init=init)).eval()
+
+
+def src_batch(seed: int = 1) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    src = torch.randint(4, 40, (5, 9), generator=g)
+    src[:, -1] = 2
+    src[1, 6:] = 1
+    src[1, 5] = 2
+    return src
+
+
+# ---------------------------------------------------------------- model
+
+
+@pytest.mark.parametrize("norm", ["post", "pre", "none"])
+def test_decoder_is_causal(norm):
+    model = tiny_model(norm)
+    src = src_batch()
+    prev = torch.randint(4, 40, (5, 8), generator=torch.Generator().manual_seed(3))
+    logits, states = model(src, prev)
+    changed = prev.clone()
+    changed[:, 5] = (changed[:, 5] + 7) % 36 + 4  # change a future target token
+    logits2, states2 = model(src, changed)
+    torch.testing.assert_close(logits[:, :5], logits2[:, :5], rtol=0, atol=1e-6)
+    assert not torch.allclose(logits[:, 5:], logits2[:, 5:])
+    for h, h2 in zip(states["decoder"], states2["decoder"], strict=True):
+        torch.testing.assert_close(h[:, :5], h2[:, :5], rtol=0, atol=1e-6)
+    assert len(states["encoder"]) == len(states["decoder"]) == 3  # embedding + 2 blocks
+
+
+def test_source_padding_is_masked():
+    model = tiny_model()
+    src = src_batch()
+    prev = torch.full((5, 4), 2)
+    out, _ = model(src, prev)
+    longer = torch.cat([src, torch.ones(5, 3, dtype=torch.long)], dim=1)  # more padding
+    out2, _ = model(longer, prev)
+    torch.testing.assert_close(out, out2, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_shared_embeddings_and_tfixup_scales():
+    model = tiny_model(init="tfixup", layers=4)
+    assert model.embed.weight[1].abs().sum() == 0  # padding row
+    n, d = 4, 32
+    xavier = math.sqrt(6 / (2 * d)) / math.sqrt(3)  # std of Xavier-uniform, square matrix
+    enc_v = torch.cat([b.attn.wv.weight.flatten() for b in model.encoder.blocks]).std()
+    dec_v = torch.cat([b.cross.wv.weight.flatten() for b in model.decoder.blocks]).std()
+    enc_q = torch.cat([b.attn.wq.weight.flatten() for b in model.encoder.blocks]).std()
+    assert float(enc_v) == pytest.approx(xavier * 0.67 * n**-0.25, rel=0.1)
+    assert float(dec_v) == pytest.approx(xavier * (9 * n) ** -0.25, rel=0.1)
+    assert float(enc_q) == pytest.approx(xavier, rel=0.1)  # queries and keys are not scaled
+    assert float(model.embed.weight.std()) == pytest.approx(d**-0.5 * (9 * n) ** -0.25, rel=0.1)
+
+
+def test_set_tau_reaches_every_attention():
+    model = tiny_model()
+    model.set_tau(3.5)
+    taus = [m.tau for m in model.modules() if hasattr(m, "tau")]
+    assert len(taus) == 2 * 2 + 2 and set(taus) == {3.5}  # encoder self, decoder self + cross
+
+
+# ---------------------------------------------------------------- search
+
+
+@pytest.mark.parametrize("norm", ["post", "pre", "none"])
+def test_incremental_decoding_matches_full_decoder(norm):
+    model = tiny_model(norm, tau=2.0)
+    src = src_batch()
+    prev = torch.randint(4, 40, (5, 7), generator=torch.Generator().manual_seed(5))
+    prev[:, 0] = 2
+    memory, mask, _ = model.encode(src)
+    full, _ = model.decode(prev, memory, mask)
+    cache = DecoderCache(model, memory, mask)
+    inc = torch.stack([cache.step(prev[:, t]) for t in range(prev.shape[1])], dim=1)
+    torch.testing.assert_close(inc, full, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_beam_one_equals_greedy(seed):
+    model = tiny_model(seed=seed)
+    cfg = SearchConfig(beam=1, max_len_b=15)
+    assert beam_search(model, src_batch(seed), cfg) == greedy_search(model, src_batch(seed), cfg)
+
+
+def test_beam_five_is_at_least_as_likely_as_greedy():
+    model = tiny_model(seed=4)
+    src = src_batch(4)
+    cfg5 = SearchConfig(beam=5, max_len_b=12, lenpen=0.0)  # lenpen 0: raw log-probabilities
+
+    def logprob(ids: list[int], i: int) -> float:
+        prev = torch.tensor([[2, *ids]])
+        tgt = torch.tensor([[*ids, 2]])
+        logits, _ = model(src[i : i + 1], prev)
+        return float(torch.log_softmax(logits, -1).gather(-1, tgt[..., None]).sum())
+
+    beams, greedy = beam_search(model, src, cfg5), greedy_search(model, src, SearchConfig(beam=1, max_len_b=12))
+    assert len(beams) == src.shape[0]
+    with torch.no_grad():
+        for i, (b, g) in enumerate(zip(beams, greedy, strict=True)):
+            assert all(1 <= t < 40 and t not in (1, 2) for t in b)
+            assert logprob(b, i) >= logprob(g, i) - 1e-4
+
+
+# ---------------------------------------------------------------- BLEU
+
+
+HYPS = ["the cat sat on the mat .", "there is a dog in the house &apos;s garden", "hello world"]
+REFS = ["the cat sat on a mat .", "there is a dog in the garden of the house", "hello there world"]
+
+
+def _fairseq_bleu(hyps: list[str], refs: list[str]) -> float:
+    """fairseq's C scorer on whitespace tokens: BLEU-4, brevity penalty, no smoothing (written out)."""
+    match, count, hyp_len, ref_len = [0] * 4, [0] * 4, 0, 0
+    for h, r in zip(hyps, refs, strict=True):
+        h, r = h.split(), r.split()
+        hyp_len, ref_len = hyp_len + len(h), ref_len + len(r)
+        for n in range(1, 5):
+            hc = Counter(tuple(h[i : i + n]) for i in range(len(h) - n + 1))
+            rc = Counter(tuple(r[i : i + n]) for i in range(len(r) - n + 1))
+            match[n - 1] += sum(min(c, rc[g]) for g, c in hc.items())
+            count[n - 1] += max(len(h) - n + 1, 0)
+    if min(match) == 0:
+        return 0.0
+    bp = math.exp(1 - ref_len / hyp_len) if hyp_len < ref_len else 1.0
+    return 100 * bp * math.exp(sum(math.log(m / c) for m, c in zip(match, count, strict=True)) / 4)
+
+
+def test_tokenized_bleu_equals_sacrebleu_and_fairseq():
+    ours = tokenized_bleu(HYPS, REFS).score
+    ref = sacrebleu.corpus_bleu(HYPS, [REFS], tokenize="none", smooth_method="none", force=True).score
+    assert ours == pytest.approx(ref, abs=1e-9)
+    assert ours == pytest.approx(_fairseq_bleu(HYPS, REFS), abs=1e-9)
+    assert tokenized_bleu(REFS, REFS).score == pytest.approx(100.0)
+    assert tokenized_bleu(["a b c"], ["d e f"]).score == 0.0  # no smoothing
+
+
+def test_detokenized_sacrebleu_equals_sacrebleu_after_moses_detok():
+    ours = detok_sacrebleu(HYPS, REFS).score
+    detok = [moses_detokenize(h) for h in HYPS], [moses_detokenize(r) for r in REFS]
+    assert "house's" in detok[0][1]  # entities unescaped, clitics re-attached
+    assert ours == pytest.approx(sacrebleu.corpus_bleu(detok[0], [detok[1]]).score, abs=1e-9)
+
+
+# ---------------------------------------------------------------- batching, loss, schedules
+
+
+def test_token_batches_cover_everything_within_max_tokens():
+    rng = np.random.default_rng(0)
+    src, tgt = rng.integers(2, 40, 300), rng.integers(2, 40, 300)
+    batches = token_batches(src, tgt, 256, seed=3, epoch=1)
+    flat = np.concatenate(batches)
+    assert sorted(flat.tolist()) == list(range(300))
+    for b in batches:
+        assert len(b) * np.maximum(src[b], tgt[b]).max() <= 256
+    again = token_batches(src, tgt, 256, seed=3, epoch=1)
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+    other = token_batches(src, tgt, 256, seed=3, epoch=2)
+    assert not all(np.array_equal(a, b) for a, b in zip(batches, other, strict=False))
+
+
+def test_collate_shifts_targets_and_pads_right():
+    pairs = [(torch.tensor([5, 6, 2]), torch.tensor([7, 8, 9, 2])), (torch.tensor([5, 2]), torch.tensor([7, 2]))]
+    b = collate(pairs, pad=1, eos=2)
+    assert b["src"].tolist() == [[5, 6, 2], [5, 2, 1]]
+    assert b["tgt"].tolist() == [[7, 8, 9, 2], [7, 2, 1, 1]]
+    assert b["prev"].tolist() == [[2, 7, 8, 9], [2, 7, 1, 1]]
+    assert int(b["ntokens"]) == 6
+
+
+def test_label_smoothing_is_fairseqs():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(3, 5, 17, generator=g)
+    tgt = torch.randint(4, 17, (3, 5), generator=g)
+    tgt[0, 3:] = 1
+    loss, nll = methods.label_smoothed_nll(logits, tgt, 0.1, pad=1)
+    v = logits.shape[-1]  # fairseq: (1 - eps - eps/(V-1)) nll + eps/(V-1) sum(-lprobs) = torch's with eps V/(V-1)
+    ref = F.cross_entropy(logits.view(-1, v), tgt.view(-1), ignore_index=1, label_smoothing=0.1 * v / (v - 1),
+                          reduction="sum")
+    assert float(loss) == pytest.approx(float(ref), rel=1e-5)
+    assert float(nll) == pytest.approx(float(F.cross_entropy(logits.view(-1, v), tgt.view(-1), ignore_index=1,
+                                                            reduction="sum")), rel=1e-5)
+
+
+def test_schedules_and_tau_warmup():
+    adam = {"lr": 7e-4, "updates": 100000, "schedule": {"kind": "inverse_sqrt", "warmup_updates": 6000,
+                                                        "warmup_init_lr": 1e-7}}
+    f = methods.lr_schedule(adam)
+    assert f(6000) == pytest.approx(7e-4) and f(24000) == pytest.approx(3.5e-4) and f(1) < 3e-7
+    sgd = {"lr": 2e-2, "updates": 250000, "schedule": {"kind": "step", "gamma": 0.1, "milestones": [0.4, 0.8]}}
+    f = methods.lr_schedule(sgd)
+    assert [f(t) for t in (1, 99999, 100000, 200000)] == pytest.approx([2e-2, 2e-2, 2e-3, 2e-4])
+    f = methods.lr_schedule({"lr": 1.0, "updates": 10, "schedule": {"kind": "inverse_sqrt_nowarmup",
+                                                                   "decay_period": 4}})
+    assert f(0) == 1.0 and f(12) == pytest.approx(0.5)
+    temp = {"tau": 8.5, "tau_warmup": 1000}
+    assert [methods.tau_at(t, temp) for t in (0, 500, 1000, 5000)] == [0.0, 4.25, 8.5, 8.5]
+    assert methods.tau_at(7, {}) == 1.0
+
+
+def test_sgdw_decay_is_decoupled():
+    p = torch.nn.Parameter(torch.tensor([2.0]))
+    opt = methods.SGDW([p], lr=0.1, weight_decay=0.5)
+    p.grad = torch.tensor([1.0])
+    opt.step()
+    assert float(p) == pytest.approx(2.0 * (1 - 0.1 * 0.5) - 0.1 * 1.0)
+
+
+# ---------------------------------------------------------------- the training job
+
+
+@pytest.fixture(scope="module")
+def copy_data(tmp_path_factory) -> Path:
+    """A synthetic 'translate = copy' corpus in the binarised IWSLT format."""
+    d = tmp_path_factory.mktemp("copydata")
+    rng = random.Random(0)
+    for split, n in (("train", 64), ("valid", 8), ("test", 6)):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7))) for _ in range(n)]
+        write_lines(d / f"{split}.de", lines)
+        write_lines(d / f"{split}.en", lines)
+    binarize(d)
+    return d
+
+
+def job_spec(**over) -> dict:
+    spec = {
+        "config": "test", "dataset": "iwslt14-mini", "method": "adam_postln", "layers": 1, "seed": 0,
+        "device": "cpu",
+        "method_config": {"label": "Adam POST-LN", "optimizer": "adam", "norm": "post", "alpha": 1},
+        "optimizer": {"name": "adam", "kind": "adam", "lr": 1e-2, "betas": [0.9, 0.98], "weight_decay": 1e-4,
+                      "updates": 40, "schedule": {"kind": "inverse_sqrt", "warmup_updates": 5,
+                                                  "warmup_init_lr": 1e-7}},
+        "model": {"d_model": 32, "n_heads": 2, "d_ff": 64, "dropout": 0.1, "attn_dropout": 0.1, "act_dropout": 0.1,
+                  "bias": True, "max_positions": 64},
+        "training": {"max_tokens": 96, "label_smoothing": 0.1, "log_every": 5, "valid_every": 10,
+                     "checkpoint_every": 10, "probe_sentences": 4},
+        "evaluation": {"beam": 2, "max_len_a": 1.0, "max_len_b": 5, "batch_sentences": 4},
+    }
+    for key, value in over.items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) else value
+    return spec
+
+
+def test_tiny_training_lowers_the_loss_and_writes_every_file(copy_data, tmp_path):
+    out = tmp_path / "run"
+    summary = train_and_evaluate(job_spec(), copy_data, out)
+    for name in ("log.parquet", "eval.parquet", "eval.json", "checkpoint_best.pt", "hypotheses.txt"):
+        assert (out / name).exists(), name
+    log = pd.read_parquet(out / "log.parquet")
+    loss = log[log.metric == "loss"].sort_values("step")["value"].to_numpy()
+    assert loss[-1] < 0.7 * loss[0]
+    assert not summary["diverged"] and math.isfinite(summary["bleu"]) and summary["test_sentences"] == 6
+    metrics = set(log.metric)
+    assert {"cosine", "act_norm", "grad_wq", "grad_wk", "grad_wv", "alpha1", "alpha2", "tau", "lr",
+            "valid_loss"} <= metrics
+    assert log[(log.metric == "cosine") & (log.step == 0)].shape[0] == 2 * 2  # init: both sides, 2 layers
+    assert len((out / "hypotheses.txt").read_text().splitlines()) == 6
+    ckpt = torch.load(out / "checkpoint_best.pt", weights_only=True)
+    assert ckpt["update"] == summary["best_update"]
+    ev = pd.read_parquet(out / "eval.parquet")
+    assert ev.loc[0, "method_label"] == "Adam POST-LN" and ev.loc[0, "dataset"] == "iwslt14-mini"
+
+
+def test_resume_gives_the_same_parameters(copy_data, tmp_path, monkeypatch):
+    spec = job_spec(optimizer={"updates": 30}, evaluation={"beam": 1})
+    train_and_evaluate(spec, copy_data, tmp_path / "whole")
+
+    original = TranslationTask.tau_setter
+    state = {"armed": True}
+
+    def crashing(self, model):
+        inner = original(self, model)
+
+        def fn(t):
+            if state["armed"] and t == 17:  # after the checkpoint at update 10
+                raise KeyboardInterrupt("simulated kill")
+            inner(t)
+
+        return fn
+
+    monkeypatch.setattr(TranslationTask, "tau_setter", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        train_and_evaluate(spec, copy_data, tmp_path / "killed")
+    assert torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=True)["update"] == 10
+    state["armed"] = False
+    train_and_evaluate(spec, copy_data, tmp_path / "killed")
+
+    a = torch.load(tmp_path / "whole" / "state" / "last.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=True)
+    assert a["update"] == b["update"] == 30
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    la, lb = (pd.read_parquet(tmp_path / d / "log.parquet") for d in ("whole", "killed"))
+    pd.testing.assert_frame_equal(la, lb)
+
+
+def test_divergence_is_recorded_and_logs_kept(copy_data, tmp_path):
+    spec = job_spec(method_config={"optimizer": "sgd", "norm": "none"},
+                    optimizer={"kind": "sgd", "lr": 1e12, "momentum": 0.0, "schedule": {"kind": "constant"}})
+    summary = train_and_evaluate(spec, copy_data, tmp_path / "run")
+    assert summary["diverged"] and math.isnan(summary["bleu"])
+    log = pd.read_parquet(tmp_path / "run" / "log.parquet")
+    assert log.diverged.all() and not log.empty
+    assert float(log[log.metric == "diverged"]["value"].iloc[0]) == 1.0
+    assert bool(pd.read_parquet(tmp_path / "run" / "eval.parquet").diverged.iloc[0])
+    assert json.loads((tmp_path / "run" / "eval.json").read_text())["summary"]["diverged"] is True
+
+
+# ---------------------------------------------------------------- data status and plan
+
+
+def test_missing_data_gives_one_clear_message(tmp_path, monkeypatch):
+    monkeypatch.setenv("SIGPROP_IWSLT_DIR", str(tmp_path / "empty"))
+    (tmp_path / "empty").mkdir()
+    status = locate("iwslt14-mini", None, "http://127.0.0.1:9/de-en.tgz", None, str(tmp_path / "cache"), timeout=2)
+    assert status["available"] is False
+    for needle in ("SIGPROP_IWSLT_DIR", "data.local_dir", "iwslt14-mini", "snakemake"):
+        assert needle in status["message"]
+
+
+def test_plan_shares_runs_between_targets(repo_root):
+    import yaml
+
+    cfg = yaml.safe_load((repo_root / "config" / "paper.yaml").read_text())
+    check_config(cfg)
+    runs = all_runs(cfg)
+    assert Run("adam_postln", 6, 0) in target_runs(cfg, "table1") and Run("adam_postln", 6, 0) in runs
+    assert len(runs) == len(set(runs))
+    assert len(target_runs(cfg, "table1")) == 7 * 5
+    spec = run_spec(cfg, Run("sgd_temperature", 6, 2))
+    assert spec["optimizer"]["lr"] == 2e-2 and spec["method_config"]["tau"] == 8.5
+    cfg["translation"]["fig06"]["methods"].append("adam_nope")
+    with pytest.raises(ValueError, match="adam_nope"):
+        check_config(cfg)

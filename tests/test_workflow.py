@@ -1,0 +1,335 @@
+"""The Snakemake workflow: config validation, unknown targets, an end-to-end run, reruns, atomic writes.
+
+Tests marked ``slow`` start Snakemake (seconds to a minute each); they run by default
+(``pytest -m "not slow"`` skips them).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+from pathlib import Path
+
+import matplotlib.image as mpimg
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sigprop.config import ConfigError, validate_config
+from sigprop.experiments import run_point
+from sigprop.figures import FIGURES
+from sigprop.io import atomic_path, read_meta, write_table
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
+
+# ---------------------------------------------------------------- configuration validation
+
+
+def _quick() -> dict:
+    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
+
+
+def _bad_top_level(cfg: dict) -> dict:
+    cfg["figure"] = ["fig07"]  # typo of 'figures'
+    return cfg
+
+
+def _bad_fixed_key(cfg: dict) -> dict:
+    cfg["experiments"]["signal_propagation"]["fixed"]["d_modle"] = 32
+    return cfg
+
+
+def _bad_grid_enum(cfg: dict) -> dict:
+    cfg["experiments"]["signal_propagation"]["grid"]["attention"] = ["uniform", "sofmax"]
+    return cfg
+
+
+# (make the bad config, what the message must name)
+BAD_CONFIGS = {
+    "top-level key": (_bad_top_level, ["'figure'", "allowed keys", "experiments", "figures", "name", "style"]),
+    "key in fixed": (_bad_fixed_key, ["'d_modle'", "signal_propagation", "allowed keys", "d_model", "n_tokens"]),
+    "enum in grid": (
+        _bad_grid_enum,
+        ["'sofmax'", "attention", "signal_propagation", "allowed values", "softmax", "uniform"],
+    ),
+}
+
+
+@pytest.mark.parametrize("config_file", ["quick.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(config_file):
+    validate_config(yaml.safe_load((REPO_ROOT / "config" / config_file).read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_validate_config_names_key_and_allowed(case):
+    make, needles = BAD_CONFIGS[case]
+    with pytest.raises(ConfigError) as err:
+        validate_config(make(_quick()), SCHEMA)
+    message = str(err.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from: {message}"
+
+
+def test_validate_config_lists_every_problem():
+    cfg = _bad_grid_enum(_bad_fixed_key(_quick()))
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert "d_modle" in str(err.value)
+    cfg = _bad_top_level(_quick())
+    cfg["experiments"]["jacobian_grid"]["seeds"] = 0
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert "'figure'" in str(err.value) and "jacobian_grid" in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_snakemake_refuses_bad_config_before_any_job(case, workflow_copy, snakemake):
+    make, needles = BAD_CONFIGS[case]
+    wd = workflow_copy()
+    (wd / "bad.yaml").write_text(yaml.safe_dump(make(_quick())))
+    proc = snakemake(wd, "-n", "--configfile", "bad.yaml")
+    assert proc.returncode != 0, proc.stdout
+    for needle in needles:
+        assert needle in proc.stdout, f"{needle!r} missing from snakemake output:\n{proc.stdout}"
+    assert "Job stats" not in proc.stdout
+    assert not (wd / "results").exists()
+
+
+@pytest.mark.slow
+def test_unknown_figure_lists_known_figures(workflow_copy, snakemake):
+    wd = workflow_copy()
+    proc = snakemake(wd, "-n", "fig99")
+    assert proc.returncode != 0, proc.stdout
+    assert "fig99" in proc.stdout
+    missing = [key for key in FIGURES if key not in proc.stdout]
+    assert not missing, f"the message should list the known figures; missing {missing}:\n{proc.stdout}"
+
+
+# ---------------------------------------------------------------- end to end (fig07, fig08)
+
+TINY_D_K = [1, 16, 256, 1024, 2048]
+TINY_SEEDS = 8
+TINY_LAYERS = 4
+# raw tables the tiny config must produce (written by hand, not computed by the code under test)
+RAW = "results/raw"
+EXPECTED_RAW = {
+    f"{RAW}/attention_concentration/all/seeds~0-3.parquet": {},
+    f"{RAW}/signal_propagation/attention~uniform/alpha~1/seeds~0-7.parquet": {"attention": "uniform", "alpha": "1"},
+    f"{RAW}/signal_propagation/attention~uniform/alpha~1oversqrtL/seeds~0-7.parquet": {
+        "attention": "uniform",
+        "alpha": "1/sqrt(L)",
+    },
+    f"{RAW}/signal_propagation/attention~softmax/alpha~1/seeds~0-7.parquet": {"attention": "softmax", "alpha": "1"},
+}
+
+
+def tiny_config() -> dict:
+    """config/quick.yaml cut down to figs 7 and 8 at toy sizes."""
+    cfg = _quick()
+    cfg["name"] = "tiny"
+    cfg["figures"] = ["fig07", "fig08"]
+    if "tables" in cfg:
+        cfg["tables"] = []  # no translation (Table 1) and no hyper-parameter table (Table 2)
+    exps = cfg["experiments"]
+    conc = copy.deepcopy(exps["attention_concentration"])
+    conc.update(seeds=4, fixed={**conc["fixed"], "n_tokens": 8, "d_v": 8}, inner={"d_k": TINY_D_K})
+    prop = copy.deepcopy(exps["signal_propagation"])
+    prop["seeds"] = TINY_SEEDS
+    prop["fixed"].update(d_model=8, d_ff=8, n_layers=TINY_LAYERS, n_tokens=6)
+    prop["grid"] = [{"attention": ["uniform"], "alpha": ["1", "1/sqrt(L)"]}, {"attention": ["softmax"], "alpha": ["1"]}]
+    cfg["experiments"] = {"attention_concentration": conc, "signal_propagation": prop}
+    return cfg
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    """The 'Job stats' table of a Snakemake run or dry run, as {rule: count} (without 'total')."""
+    match = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*\n", output + "\n\n", re.S)
+    if not match:
+        return {}
+    counts = {}
+    for line in match.group(1).splitlines():
+        name, count = line.split()
+        if name != "total":
+            counts[name] = int(count)
+    return counts
+
+
+def _planned_outputs(output: str) -> list[tuple[str, str]]:
+    """(rule, output line) for every job listed in a dry run."""
+    jobs, rule = [], None
+    for line in output.splitlines():
+        head = re.match(r"^(?:local)?rule (\S+):$", line.strip())
+        if head:
+            rule = head.group(1)
+        elif rule and line.strip().startswith("output:"):
+            jobs.append((rule, line.strip()[len("output:") :].strip()))
+    return jobs
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, copy_workflow_to, snakemake) -> Path:
+    """A copy of the workflow (sources copied) after `snakemake fig7 fig8` and the default target, tiny config."""
+    wd = copy_workflow_to(tmp_path_factory.mktemp("e2e") / "wf", src="copy")
+    (wd / "tiny.yaml").write_text(yaml.safe_dump(tiny_config(), sort_keys=False))  # grid key order = path order
+    proc = snakemake(wd, "--cores", "2", "fig7", "fig8", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    counts = _job_counts(proc.stdout)
+    assert counts.get("simulate") == len(EXPECTED_RAW), counts
+    proc = snakemake(wd, "--cores", "2", "--configfile", "tiny.yaml")  # default target: adds the checks
+    assert proc.returncode == 0, proc.stdout[-6000:]
+    assert _job_counts(proc.stdout).get("simulate", 0) == 0, "the default target reran simulations"
+    return wd
+
+
+@pytest.mark.slow
+def test_e2e_raw_tables_and_provenance(e2e):
+    found = {str(p.relative_to(e2e)) for p in (e2e / "results" / "raw").rglob("*.parquet")}
+    assert found == set(EXPECTED_RAW)
+    layer0 = []
+    for rel, point in EXPECTED_RAW.items():
+        df = pd.read_parquet(e2e / rel)
+        assert {"seed", "metric", "value"} <= set(df.columns)
+        assert df.value.notna().all() and np.isfinite(df.value).all()
+        if "attention_concentration" in rel:
+            assert {"n_tokens", "d_v", "d_k"} <= set(df.columns)
+            assert sorted(df.d_k.unique()) == TINY_D_K and set(df.seed) == {0, 1, 2, 3}
+            assert len(df) == 4 * len(TINY_D_K) and set(df.metric) == {"concentration"}
+            assert ((df.value >= 0) & (df.value <= 1)).all()
+        else:
+            assert {"layer", "attention", "alpha", "d_model", "n_layers", "n_tokens", "norm"} <= set(df.columns)
+            assert (df.attention == point["attention"]).all() and (df.alpha == point["alpha"]).all()
+            assert set(df.seed) == set(range(TINY_SEEDS)) and set(df.layer) == set(range(TINY_LAYERS + 1))
+            assert set(df.metric) == {"offdiag", "sq_norm"}
+            assert len(df) == TINY_SEEDS * (TINY_LAYERS + 1) * 2
+            layer0.append(df[(df.layer == 0) & (df.metric == "sq_norm")].value.to_numpy())
+        meta = read_meta(e2e / rel)
+        for key in ("git_commit", "config_hash", "packages", "device"):
+            assert meta.get(key), f"{rel}: provenance lacks {key}: {meta}"
+        assert {"torch", "numpy", "snakemake"} <= set(meta["packages"])
+        assert meta.get("config") == "tiny"
+    # the input is fixed: layer 0 is the same for every seed and grid point
+    layer0 = np.concatenate(layer0)
+    assert np.all(layer0 == layer0[0])
+
+
+@pytest.mark.slow
+def test_e2e_aggregated_tables(e2e):
+    agg = pd.read_parquet(e2e / "results" / "aggregated" / "fig07.parquet")
+    assert {"mean", "ci_low", "ci_high", "d_k"} <= set(agg.columns)
+    assert sorted(agg.d_k) == TINY_D_K
+    assert (agg.ci_low <= agg["mean"]).all() and (agg["mean"] <= agg.ci_high).all()
+    raw = pd.read_parquet(e2e / "results/raw/attention_concentration/all/seeds~0-3.parquet")
+    expect = raw.groupby("d_k").value.mean()
+    np.testing.assert_allclose(agg.set_index("d_k")["mean"].loc[expect.index], expect, rtol=1e-12)
+    fig08 = pd.read_parquet(e2e / "results" / "aggregated" / "fig08.parquet")
+    assert {"mean", "ci_low", "ci_high", "theory", "layer", "metric"} <= set(fig08.columns)
+    assert set(fig08.metric) >= {"sq_norm", "correlation"}
+
+
+@pytest.mark.slow
+def test_e2e_figures(e2e):
+    for key in ("fig07", "fig08"):
+        stem = FIGURES[key].stem
+        pdf, png = e2e / "figures" / f"{stem}.pdf", e2e / "figures" / f"{stem}.png"
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 2000
+        img = mpimg.imread(png)
+        assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+        rgb = img[..., :3].reshape(-1, 3)
+        assert rgb.std() > 0.05, f"{png.name} is (nearly) uniform"
+        assert len(np.unique(rgb, axis=0)) > 50, f"{png.name} has almost no distinct colours"
+        assert (rgb.min(axis=1) < 0.5).mean() > 0.002, f"{png.name} has almost no dark pixels (no lines or text)"
+
+
+@pytest.mark.slow
+def test_e2e_checks_table(e2e):
+    checks = pd.read_csv(e2e / "results" / "checks.csv")
+    assert {"name", "expected", "measured", "tolerance", "pass"} <= set(checks.columns)
+    assert len(checks) > 0
+    assert checks.name.str.contains("fig07").any() and checks.name.str.contains("fig08").any()
+    assert set(checks["pass"].astype(str)) <= {"True", "False"}
+
+
+@pytest.mark.slow
+def test_e2e_second_run_has_nothing_to_do(e2e, snakemake):
+    proc = snakemake(e2e, "--cores", "2", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "Nothing to be done" in proc.stdout, proc.stdout[-4000:]
+    proc = snakemake(e2e, "-n", "fig7", "fig8", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0 and "Nothing to be done" in proc.stdout, proc.stdout[-4000:]
+
+
+@pytest.mark.slow
+def test_e2e_same_seed_bit_identical_raw_table(e2e, tmp_path, snakemake):
+    wd = tmp_path / "wf"
+    shutil.copytree(e2e, wd, symlinks=True)  # keeps mtimes and Snakemake's metadata
+    rel = "results/raw/signal_propagation/attention~uniform/alpha~1/seeds~0-7.parquet"
+    before = pd.read_parquet(wd / rel)
+    (wd / rel).unlink()
+    proc = snakemake(wd, "--cores", "1", rel, "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert _job_counts(proc.stdout) == {"simulate": 1}
+    after = pd.read_parquet(wd / rel)
+    pd.testing.assert_frame_equal(before, after, check_exact=True)
+    assert before.equals(after)
+    assert before.value.to_numpy().tobytes() == after.value.to_numpy().tobytes()
+
+
+@pytest.mark.slow
+def test_e2e_editing_one_plot_module_reruns_only_that_plot(e2e, tmp_path, snakemake):
+    wd = tmp_path / "wf"
+    shutil.copytree(e2e, wd, symlinks=True)
+    module = wd / "src" / "sigprop" / "plotting" / "fig07.py"
+    assert not module.is_symlink()
+    with module.open("a") as fh:
+        fh.write("\n# edited by test_workflow\n")
+    proc = snakemake(wd, "-n", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    counts = _job_counts(proc.stdout)
+    assert counts.get("plot") == 1, proc.stdout[-4000:]
+    assert not {"simulate", "aggregate", "checks"} & set(counts), counts
+    plots = [out for rule, out in _planned_outputs(proc.stdout) if rule == "plot"]
+    assert len(plots) == 1 and FIGURES["fig07"].stem in plots[0], plots
+    assert "src/sigprop/plotting/fig07.py" in proc.stdout  # the reason Snakemake gives
+
+
+# ---------------------------------------------------------------- determinism and atomic writes (fast)
+
+
+def test_run_point_same_seed_bit_identical():
+    fixed = tiny_config()["experiments"]["signal_propagation"]["fixed"]
+    point = {"attention": "softmax", "alpha": "1/sqrt(L)"}
+    a = run_point("signal_propagation", fixed, point, None, [0, 1, 2])
+    b = run_point("signal_propagation", fixed, point, None, [0, 1, 2])
+    pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert a.value.to_numpy().tobytes() == b.value.to_numpy().tobytes()
+    c = run_point("signal_propagation", fixed, point, None, [3])
+    assert not np.array_equal(a[a.seed == 0].value.to_numpy()[-4:], c.value.to_numpy()[-4:])
+
+
+def test_atomic_path_leaves_nothing_when_block_raises(tmp_path):
+    target = tmp_path / "sub" / "out.parquet"
+    with pytest.raises(RuntimeError, match="boom"):
+        with atomic_path(target) as tmp:
+            assert tmp.parent == target.parent and tmp != target
+            tmp.write_bytes(b"half-written")
+            raise RuntimeError("boom")
+    assert not target.exists()
+    assert list(target.parent.iterdir()) == []
+
+
+def test_atomic_path_keeps_old_file_on_failure_and_replaces_on_success(tmp_path):
+    target = tmp_path / "table.parquet"
+    write_table(pd.DataFrame({"value": [1.0, 2.0]}), target, {"git_commit": "x"})
+    with pytest.raises(ValueError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"garbage")
+            raise ValueError
+    assert pd.read_parquet(target).value.tolist() == [1.0, 2.0]
+    assert read_meta(target) == {"git_commit": "x"}
+    write_table(pd.DataFrame({"value": [3.0]}), target)
+    assert pd.read_parquet(target).value.tolist() == [3.0]
+    assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
