@@ -272,3 +272,17 @@ def test_fig05_aggregation_check_and_plot():
 
     fig = fig05.plot({"fig05": table}, Style())
     assert len([ax for ax in fig.axes if ax.get_visible()]) == 3
+
+
+def test_to_device_walks_containers_and_dataclasses():
+    import dataclasses
+
+    from sigprop.train import to_device
+
+    @dataclasses.dataclass
+    class Pair:
+        x: torch.Tensor
+        n: int
+
+    out = to_device({"a": (torch.ones(1), [Pair(torch.zeros(2), 3)])}, torch.device("cpu"))
+    assert isinstance(out["a"], tuple) and isinstance(out["a"][1][0], Pair) and out["a"][1][0].n == 3

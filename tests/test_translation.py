@@ -33,6 +33,15 @@ from sigprop.translation.task import TranslationTask
 WORDS = "the cat sat on a mat and dog ran far away".split()
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models: one thread is many times faster than several on a shared, busy CPU."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def tiny_model(norm: str = "post", seed: int = 0, init: str = "fairseq", layers: int = 2, **kw) -> EncoderDecoder:
     torch.manual_seed(seed)
     block = ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=layers, norm=norm, bias=True, **kw)
@@ -214,23 +223,29 @@ def test_label_smoothing_is_fairseqs():
     tgt[0, 3:] = 1
     loss, nll = methods.label_smoothed_nll(logits, tgt, 0.1, pad=1)
     v = logits.shape[-1]  # fairseq: (1 - eps - eps/(V-1)) nll + eps/(V-1) sum(-lprobs) = torch's with eps V/(V-1)
-    ref = F.cross_entropy(logits.view(-1, v), tgt.view(-1), ignore_index=1, label_smoothing=0.1 * v / (v - 1),
-                          reduction="sum")
+    ref = F.cross_entropy(
+        logits.view(-1, v), tgt.view(-1), ignore_index=1, label_smoothing=0.1 * v / (v - 1), reduction="sum"
+    )
     assert float(loss) == pytest.approx(float(ref), rel=1e-5)
-    assert float(nll) == pytest.approx(float(F.cross_entropy(logits.view(-1, v), tgt.view(-1), ignore_index=1,
-                                                            reduction="sum")), rel=1e-5)
+    assert float(nll) == pytest.approx(
+        float(F.cross_entropy(logits.view(-1, v), tgt.view(-1), ignore_index=1, reduction="sum")), rel=1e-5
+    )
 
 
 def test_schedules_and_tau_warmup():
-    adam = {"lr": 7e-4, "updates": 100000, "schedule": {"kind": "inverse_sqrt", "warmup_updates": 6000,
-                                                        "warmup_init_lr": 1e-7}}
+    adam = {
+        "lr": 7e-4,
+        "updates": 100000,
+        "schedule": {"kind": "inverse_sqrt", "warmup_updates": 6000, "warmup_init_lr": 1e-7},
+    }
     f = methods.lr_schedule(adam)
     assert f(6000) == pytest.approx(7e-4) and f(24000) == pytest.approx(3.5e-4) and f(1) < 3e-7
     sgd = {"lr": 2e-2, "updates": 250000, "schedule": {"kind": "step", "gamma": 0.1, "milestones": [0.4, 0.8]}}
     f = methods.lr_schedule(sgd)
     assert [f(t) for t in (1, 99999, 100000, 200000)] == pytest.approx([2e-2, 2e-2, 2e-3, 2e-4])
-    f = methods.lr_schedule({"lr": 1.0, "updates": 10, "schedule": {"kind": "inverse_sqrt_nowarmup",
-                                                                   "decay_period": 4}})
+    f = methods.lr_schedule(
+        {"lr": 1.0, "updates": 10, "schedule": {"kind": "inverse_sqrt_nowarmup", "decay_period": 4}}
+    )
     assert f(0) == 1.0 and f(12) == pytest.approx(0.5)
     temp = {"tau": 8.5, "tau_warmup": 1000}
     assert [methods.tau_at(t, temp) for t in (0, 500, 1000, 5000)] == [0.0, 4.25, 8.5, 8.5]
@@ -242,7 +257,7 @@ def test_sgdw_decay_is_decoupled():
     opt = methods.SGDW([p], lr=0.1, weight_decay=0.5)
     p.grad = torch.tensor([1.0])
     opt.step()
-    assert float(p) == pytest.approx(2.0 * (1 - 0.1 * 0.5) - 0.1 * 1.0)
+    assert float(p.detach()) == pytest.approx(2.0 * (1 - 0.1 * 0.5) - 0.1 * 1.0)
 
 
 # ---------------------------------------------------------------- the training job
@@ -263,16 +278,40 @@ def copy_data(tmp_path_factory) -> Path:
 
 def job_spec(**over) -> dict:
     spec = {
-        "config": "test", "dataset": "iwslt14-mini", "method": "adam_postln", "layers": 1, "seed": 0,
+        "config": "test",
+        "dataset": "iwslt14-mini",
+        "method": "adam_postln",
+        "layers": 1,
+        "seed": 0,
         "device": "cpu",
         "method_config": {"label": "Adam POST-LN", "optimizer": "adam", "norm": "post", "alpha": 1},
-        "optimizer": {"name": "adam", "kind": "adam", "lr": 1e-2, "betas": [0.9, 0.98], "weight_decay": 1e-4,
-                      "updates": 40, "schedule": {"kind": "inverse_sqrt", "warmup_updates": 5,
-                                                  "warmup_init_lr": 1e-7}},
-        "model": {"d_model": 32, "n_heads": 2, "d_ff": 64, "dropout": 0.1, "attn_dropout": 0.1, "act_dropout": 0.1,
-                  "bias": True, "max_positions": 64},
-        "training": {"max_tokens": 96, "label_smoothing": 0.1, "log_every": 5, "valid_every": 10,
-                     "checkpoint_every": 10, "probe_sentences": 4},
+        "optimizer": {
+            "name": "adam",
+            "kind": "adam",
+            "lr": 1e-2,
+            "betas": [0.9, 0.98],
+            "weight_decay": 1e-4,
+            "updates": 40,
+            "schedule": {"kind": "inverse_sqrt", "warmup_updates": 5, "warmup_init_lr": 1e-7},
+        },
+        "model": {
+            "d_model": 32,
+            "n_heads": 2,
+            "d_ff": 64,
+            "dropout": 0.1,
+            "attn_dropout": 0.1,
+            "act_dropout": 0.1,
+            "bias": True,
+            "max_positions": 64,
+        },
+        "training": {
+            "max_tokens": 96,
+            "label_smoothing": 0.1,
+            "log_every": 5,
+            "valid_every": 10,
+            "checkpoint_every": 10,
+            "probe_sentences": 4,
+        },
         "evaluation": {"beam": 2, "max_len_a": 1.0, "max_len_b": 5, "batch_sentences": 4},
     }
     for key, value in over.items():
@@ -290,8 +329,18 @@ def test_tiny_training_lowers_the_loss_and_writes_every_file(copy_data, tmp_path
     assert loss[-1] < 0.7 * loss[0]
     assert not summary["diverged"] and math.isfinite(summary["bleu"]) and summary["test_sentences"] == 6
     metrics = set(log.metric)
-    assert {"cosine", "act_norm", "grad_wq", "grad_wk", "grad_wv", "alpha1", "alpha2", "tau", "lr",
-            "valid_loss"} <= metrics
+    assert {
+        "cosine",
+        "act_norm",
+        "grad_wq",
+        "grad_wk",
+        "grad_wv",
+        "alpha1",
+        "alpha2",
+        "tau",
+        "lr",
+        "valid_loss",
+    } <= metrics
     assert log[(log.metric == "cosine") & (log.step == 0)].shape[0] == 2 * 2  # init: both sides, 2 layers
     assert len((out / "hypotheses.txt").read_text().splitlines()) == 6
     ckpt = torch.load(out / "checkpoint_best.pt", weights_only=True)
@@ -334,8 +383,10 @@ def test_resume_gives_the_same_parameters(copy_data, tmp_path, monkeypatch):
 
 
 def test_divergence_is_recorded_and_logs_kept(copy_data, tmp_path):
-    spec = job_spec(method_config={"optimizer": "sgd", "norm": "none"},
-                    optimizer={"kind": "sgd", "lr": 1e12, "momentum": 0.0, "schedule": {"kind": "constant"}})
+    spec = job_spec(
+        method_config={"optimizer": "sgd", "norm": "none"},
+        optimizer={"kind": "sgd", "lr": 1e12, "momentum": 0.0, "schedule": {"kind": "constant"}},
+    )
     summary = train_and_evaluate(spec, copy_data, tmp_path / "run")
     assert summary["diverged"] and math.isnan(summary["bleu"])
     log = pd.read_parquet(tmp_path / "run" / "log.parquet")
@@ -371,3 +422,108 @@ def test_plan_shares_runs_between_targets(repo_root):
     cfg["translation"]["fig06"]["methods"].append("adam_nope")
     with pytest.raises(ValueError, match="adam_nope"):
         check_config(cfg)
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml", "gpu-check.yaml"])
+def test_translation_configs_validate_and_cross_check(repo_root, name):
+    import yaml
+
+    from sigprop.config import validate_config
+
+    cfg = yaml.safe_load((repo_root / "config" / name).read_text())
+    validate_config(cfg, repo_root / "workflow" / "schemas" / "config.schema.yaml")
+    check_config(cfg)
+
+
+def test_unknown_translation_key_names_the_key_and_the_allowed_ones(repo_root):
+    import yaml
+
+    from sigprop.config import ConfigError, validate_config
+
+    cfg = yaml.safe_load((repo_root / "config" / "quick.yaml").read_text())
+    cfg["translation"]["training"]["max_token"] = 100
+    cfg["methods"]["rezero"]["optimiser"] = "adam"
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, repo_root / "workflow" / "schemas" / "config.schema.yaml")
+    msg = str(err.value)
+    for needle in ("'max_token'", "translation.training", "max_tokens", "'optimiser'", "methods.rezero", "optimizer"):
+        assert needle in msg, msg
+
+
+# ---------------------------------------------------------------- aggregation, checks, plots
+
+
+def _eval_rows(dataset: str = "iwslt14") -> pd.DataFrame:
+    rows = []
+    for method, label, bleu in (
+        ("sgd_postln", "SGD POST-LN", 31.0),
+        ("sgd_resscale", "SGD res-scale", 33.0),
+        ("sgd_temperature", "SGD temperature", 35.5),
+    ):
+        for seed in range(3):
+            diverged = method == "sgd_postln" and seed == 2
+            rows.append(
+                {
+                    "dataset": dataset,
+                    "method": method,
+                    "method_label": label,
+                    "layers": 6,
+                    "seed": seed,
+                    "diverged": diverged,
+                    "bleu": math.nan if diverged else bleu + 0.1 * seed,
+                    "sacrebleu_detok": bleu - 1,
+                    "best_valid_loss": 4.0,
+                    "test_sentences": 6750,
+                    "beam": 5,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_table1_aggregation_and_checks():
+    from sigprop import aggregation, checks
+
+    t = aggregation.table1(_eval_rows())
+    post = t.set_index("method").loc["sgd_postln"]
+    assert post.n_runs == 3 and post.n_diverged == 1 and post["mean"] == pytest.approx(31.05)
+    assert list(t.method) == ["sgd_postln", "sgd_resscale", "sgd_temperature"]  # the paper's order
+    rows = checks.run_checks({"table1": t})
+    assert rows.applicable.all() and len(rows) == 4
+    assert rows.set_index("name").filter(like="order", axis=0)["pass"].item()
+    mini = checks.run_checks({"table1": aggregation.table1(_eval_rows("iwslt14-mini"))})
+    assert not mini.applicable.any() and "not applicable" in checks.summary(mini)
+
+
+def test_translation_figures_draw_diverged_runs(tmp_path):
+    from sigprop import aggregation
+    from sigprop.plotting import fig01, fig06, fig14
+    from sigprop.plotting.style import Style, save
+
+    style = Style()
+    save(fig06.plot({"fig06": aggregation.fig06(_eval_rows())}, style), tmp_path / "f6.pdf", 50)
+    log = []
+    for method in ("adam_postln", "adam_postln_scaled"):
+        for layers in (2, 4):
+            for step in (0, 10, 20):
+                for side in ("encoder", "decoder"):
+                    for layer in range(layers + 1):
+                        for metric in ("cosine", "act_norm", "alpha1", "alpha2"):
+                            log.append(
+                                {
+                                    "dataset": "iwslt14-mini",
+                                    "method": method,
+                                    "method_label": method,
+                                    "layers": layers,
+                                    "seed": 0,
+                                    "diverged": layers == 4,
+                                    "step": step,
+                                    "metric": metric,
+                                    "side": side,
+                                    "layer": layer,
+                                    "value": 0.1 * layer,
+                                }
+                            )
+    log = pd.DataFrame(log)
+    save(fig01.plot({"fig01": aggregation.fig01(log)}, style), tmp_path / "f1.pdf", 50)
+    save(fig14.plot({"fig14": aggregation.fig14(log[log.method == "adam_postln"])}, style), tmp_path / "f14.pdf", 50)
+    assert (tmp_path / "f1.png").exists() and (tmp_path / "f6.png").exists() and (tmp_path / "f14.png").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ def rulegraph() -> str:
     out = subprocess.run(
         ["snakemake", "--rulegraph", "mermaid-js", "--quiet", "all"],
         cwd=ROOT, check=True, capture_output=True, text=True,
+        env={**os.environ, "PYTHONHASHSEED": "0"},  # Snakemake's edge order follows string hashing
     ).stdout
     graph = out[out.index("---") :].strip()
     return f"{START}\n```mermaid\n{graph}\n```\n{END}"

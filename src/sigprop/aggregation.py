@@ -241,12 +241,13 @@ def fig01(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def fig06(raw: pd.DataFrame) -> pd.DataFrame:
-    """Test BLEU per method and number of blocks: mean and 95% CI over the runs that did not diverge."""
+    """Test BLEU and best validation loss per method and depth: mean, 95% CI over the runs that did not diverge."""
     out = []
     for key, grp in raw.groupby(RUN_KEYS, sort=True):
         g = grp[~grp.diverged.astype(bool)]
         m, lo, hi = mean_ci(g.bleu.to_numpy()) if len(g) else (np.nan, np.nan, np.nan)
         d = mean_ci(g.sacrebleu_detok.to_numpy())[0] if len(g) else np.nan
+        v = mean_ci(g.best_valid_loss.to_numpy(dtype=float)) if len(g) else (np.nan, np.nan, np.nan)
         out.append(
             {
                 **dict(zip(RUN_KEYS, key)),
@@ -254,6 +255,9 @@ def fig06(raw: pd.DataFrame) -> pd.DataFrame:
                 "ci_low": lo,
                 "ci_high": hi,
                 "sacrebleu_detok": d,
+                "valid_loss": v[0],
+                "valid_loss_ci_low": v[1],
+                "valid_loss_ci_high": v[2],
                 "n_runs": len(grp),
                 "n_diverged": int(grp.diverged.astype(bool).sum()),
                 "test_sentences": int(grp.test_sentences.max()),

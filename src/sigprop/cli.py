@@ -36,10 +36,13 @@ def simulate(args: argparse.Namespace) -> None:
 
 def train_toy(args: argparse.Namespace) -> None:
     """Train one seed of Fig 5's toy task and write its raw tidy table (checkpoints removed on success)."""
+    import logging
     import shutil
 
     from sigprop.toy import run_toy
 
+    # INFO to the rule's log: "resumed from <checkpoint> at update N" after a killed job (sigprop.train.loop)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     params = json.loads(args.params)
     start = time.perf_counter()
     df = run_toy(params, args.seed, checkpoint_dir=args.checkpoint_dir, log_path=args.metrics_log, progress=None)

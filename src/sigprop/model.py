@@ -473,6 +473,6 @@ class EncoderDecoder(nn.Module):
     def alphas(self) -> dict[str, list[tuple[float, float]]]:
         """Current ``(alpha1, alpha2)`` of every block, per stack."""
         return {
-            name: [(float(b.alpha1), float(b.alpha2)) for b in stack.blocks]
+            name: [(float(b.alpha1.detach()), float(b.alpha2.detach())) for b in stack.blocks]
             for name, stack in (("encoder", self.encoder), ("decoder", self.decoder))
         }

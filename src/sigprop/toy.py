@@ -4,7 +4,9 @@ SPEC row 5 [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinuso
 5-layer POST-LN encoder with one head and a ReLU feed-forward layer, alpha1 = alpha2 = 1, Adam
 (0.9, 0.999), lr 0.01, no weight decay. [chosen]: FFN width 64, batch 64, 2000 updates, 5 seeds, the
 tied read-out ``logits = h E^T`` (the 10 output classes are the 10 input digits, so the embedding
-matrix serves both; ``readout: head`` adds a separate linear head instead).
+matrix serves both; ``readout: head`` adds a separate linear head instead), and a linear lr warm-up
+(``warmup`` updates; config/paper.yaml: 1000): at a constant lr 0.01 this POST-LN model does not learn
+the task reliably (README "Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
 
 What is logged (tidy rows: ``step`` (the update), ``metric``, ``value``, and ``layer``/``matrix`` per layer):
 

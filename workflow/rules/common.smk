@@ -1,4 +1,4 @@
-# Helpers shared by every rule file: config validation, the job table, file lists per figure.
+# Helpers shared by every .smk file (config validation, the job table, file lists per figure).
 import json
 import sys
 from pathlib import Path

@@ -1,20 +1,17 @@
 # IWSLT'14 De-En: locate (checkpoint) -> preprocess as fairseq -> binarise, into results/data/<dataset>/.
 # Datasets: iwslt14 (the paper's; needs fairseq's training pairs) and iwslt14-mini (stand-in, SPEC 5).
-import os
-
-from sigprop.data.iwslt import ENV_VAR
-from sigprop.translation.datastatus import read_status
-
-DATA = config.get("data", {})
-DATA_CODE = [str(SRC / "data" / "iwslt.py")]
-
-
 # Where the raw data is, or why not: never fails. Reruns when the config's data section or
 # $SIGPROP_IWSLT_DIR change; a status "not available" is removed at the end of the run
 # (onsuccess/onerror), so the next run looks again.
 checkpoint iwslt_status:
     output:
         "results/data/{dataset}/status.json",
+    log:
+        "results/logs/data/{dataset}/status.log",
+    wildcard_constraints:
+        dataset="iwslt14|iwslt14-mini",
+    conda:
+        "../../envs/sigprop.yaml"
     params:
         local_dir=DATA.get("local_dir") or "",
         env_dir=os.environ.get(ENV_VAR, ""),
@@ -22,12 +19,6 @@ checkpoint iwslt_status:
         sha256=DATA.get("sha256") or "",
         cache_dir=DATA.get("cache_dir", "data/cache/iwslt14"),
         timeout=DATA.get("timeout_s", 60),
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
-    log:
-        "results/logs/data/{dataset}/status.log",
-    conda:
-        "../../envs/sigprop.yaml"
     shell:
         "python -m sigprop.translation status --dataset {wildcards.dataset} --out {output}"
         " --local-dir={params.local_dir:q} --url={params.url:q} --sha256={params.sha256:q}"
@@ -39,19 +30,22 @@ rule prepare_iwslt:
         DATA_CODE,
         status="results/data/{dataset}/status.json",
     output:
-        multiext("results/data/{dataset}/", *(f"{s}.{l}" for s in ("train", "valid", "test") for l in ("de", "en"))),
+        multiext(
+            "results/data/{dataset}/",
+            *(f"{s}.{l}" for s in ("train", "valid", "test") for l in ("de", "en")),
+        ),
         manifest="results/data/{dataset}/manifest.json",
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
-    resources:
-        runtime=60,
-        mem_mb=4000,
     log:
         "results/logs/data/{dataset}/prepare.log",
     benchmark:
         "results/benchmarks/data/{dataset}/prepare.tsv"
+    wildcard_constraints:
+        dataset="iwslt14|iwslt14-mini",
     conda:
         "../../envs/sigprop.yaml"
+    resources:
+        runtime=60,
+        mem_mb=4000,
     shell:
         "python -m sigprop.translation prepare --status {input.status} --out results/data/{wildcards.dataset}"
         " > {log} 2>&1"
@@ -62,37 +56,19 @@ rule binarize_iwslt:
         DATA_CODE,
         rules.prepare_iwslt.output,
     output:
-        multiext("results/data/{dataset}/", "dict.txt", "train.pt", "valid.pt", "test.pt", "binarize.json"),
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
+        multiext(
+            "results/data/{dataset}/",
+            "dict.txt",
+            "train.pt",
+            "valid.pt",
+            "test.pt",
+            "binarize.json",
+        ),
     log:
         "results/logs/data/{dataset}/binarize.log",
+    wildcard_constraints:
+        dataset="iwslt14|iwslt14-mini",
     conda:
         "../../envs/sigprop.yaml"
     shell:
         "python -m sigprop.data.iwslt binarize --dir results/data/{wildcards.dataset} > {log} 2>&1"
-
-
-def data_status(dataset):
-    """The status written by the checkpoint (evaluating this makes the caller wait for it)."""
-    return read_status(checkpoints.iwslt_status.get(dataset=dataset).output[0])
-
-
-def data_unavailable_message():
-    """The message of a status file that says 'not available' (and remove it, so the next run looks again)."""
-    msgs = []
-    for dataset in ("iwslt14", "iwslt14-mini"):
-        path = Path(f"results/data/{dataset}/status.json")
-        if path.exists():
-            status = read_status(path)
-            if not status.get("available"):
-                msgs.append(status["message"])
-                path.unlink()
-    return "\n".join(msgs)
-
-
-def print_data_message():
-    """At the end of a run: the one message saying how to provide the IWSLT'14 data, if it was missing."""
-    msg = data_unavailable_message()
-    if msg:
-        print("\n" + "=" * 100 + "\n" + msg + "\n" + "=" * 100)

@@ -36,8 +36,15 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             steps = np.sort(run.step.unique())
             for step, alpha in ((steps[0], 0.45), (steps[-1], 1.0)):
                 per = run[run.step == step].sort_values("layer")
-                axes[1].plot(per.layer / depth, per["mean"], color=colors[depth], ls=ls, alpha=alpha,
-                             marker="o" if step == steps[-1] else None, ms=2.5)
+                axes[1].plot(
+                    per.layer / depth,
+                    per["mean"],
+                    color=colors[depth],
+                    ls=ls,
+                    alpha=alpha,
+                    marker="o" if step == steps[-1] else None,
+                    ms=2.5,
+                )
     axes[0].set_xlabel("update step")
     axes[0].set_ylabel("token cosine, encoder output")
     axes[0].set_title("(a) during training", loc="left")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import matplotlib.ticker as mticker
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
@@ -10,6 +11,7 @@ from sigprop.plotting.style import Style, band
 
 MATRICES = {"wq": r"queries $W_Q$", "wk": r"keys $W_K$", "wv": r"values $W_V$"}
 CHANCE = 0.1  # ten digits
+FOCUS = 0.05  # the y axis of the effective-lr panels covers the steps after this fraction of training
 
 
 def _warmup_end(glob: pd.DataFrame) -> float | None:
@@ -32,14 +34,16 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     colors = dict(zip(MATRICES, style.colors(len(MATRICES))))
     warm = _warmup_end(glob)
     eff = t[t.metric == "eff_lr_median"]
-    lo, hi = eff.ci_low.min(skipna=True), eff.ci_high.max(skipna=True)
-    lo, hi = (eff["mean"].min(), eff["mean"].max()) if not np.isfinite([lo, hi]).all() else (lo, hi)
+    shown = eff[eff["step"] >= FOCUS * eff["step"].max()]  # y range: past the first steps of the warm-up
+    lo = np.nanmin(shown[["mean", "ci_low"]].to_numpy(dtype=float))
+    hi = np.nanmax(shown[["mean", "ci_high"]].to_numpy(dtype=float))
     for ax, layer in zip(axes, layers):
         for name, label in MATRICES.items():
             s = eff[(eff.layer == layer) & (eff.matrix == name)].sort_values("step")
             band(ax, s["step"], s["mean"], s.ci_low, s.ci_high, colors[name], label)
         ax.set_yscale("log")
         ax.set_ylim(lo / 1.5, hi * 1.5)
+        ax.yaxis.set_major_locator(mticker.LogLocator(base=10.0, numticks=12))
         ax.set_title(f"layer {layer}", loc="left")
         if warm is not None:
             ax.axvline(warm, color="grey", lw=0.6, ls=":")
@@ -52,6 +56,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         band(ax, s["step"], s["mean"], s.ci_low, s.ci_high, "black", label, ls=ls)
     ax.axhline(CHANCE, color="grey", lw=0.6, ls="--", label="chance (0.1)")
     ax.set_ylim(0, 1.03)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1])
     ax.set_ylabel("token accuracy")
     ax.set_title("reversal accuracy", loc="left")
     if warm is not None:

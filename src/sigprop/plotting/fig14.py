@@ -6,34 +6,52 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from sigprop.plotting._translation import dataset_title
 from sigprop.plotting.style import Style
 
-PANELS = [("cosine", "token cosine"), ("alpha1", r"trained $\alpha_1$"), ("alpha2", r"trained $\alpha_2$"),
-          ("act_norm", r"token norm $|X_k|$")]
-STACKS = ["encoder", "decoder"]
+PANELS = [
+    ("cosine", "token cosine"),
+    ("alpha1", r"trained $\alpha_1$"),
+    ("alpha2", r"trained $\alpha_2$"),
+    ("act_norm", r"token norm $|X_k|$"),
+]
+SIDES = ["encoder", "decoder"]
 
 
 def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
-    """Rows: encoder, decoder; columns: the four quantities against the layer; colour: update step."""
+    """Rows: encoder, decoder; columns: the four quantities against the layer (0 = embedding); colour: update step."""
     t = tables["fig14"]
-    fig, axes = style.figure(2, 4, height_ratio=0.95, sharex="row")
+    fig, axes = style.figure(2, 4, height_ratio=1.1)
     steps = np.sort(t.step.unique())
     palette = dict(zip(steps, sns.color_palette("viridis", len(steps))))
-    for row, stack in enumerate(STACKS):
+    for row, side in enumerate(SIDES):
         for col, (metric, label) in enumerate(PANELS):
             ax = axes[row, col]
             for step in steps:
-                s = t[(t.side == stack) & (t.metric == metric) & (t.step == step)].sort_values("layer")
-                ax.plot(s.layer, s.value, color=palette[step], marker="o", ms=2.5, label=f"step {int(step)}")
-            ax.set_xlabel(f"{stack} layer" + (" (0 = embedding)" if metric in ("cosine", "act_norm") else ""))
-            ax.set_ylabel(label)
+                s = t[(t.side == side) & (t.metric == metric) & (t.step == step)].sort_values("layer")
+                ax.plot(s.layer, s.value, color=palette[step], marker="o", ms=2.5, label=f"{int(step)}")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            ax.set_xlim(-0.3, t.layer.max() + 0.3)
+            if row == 0:
+                ax.set_title(label)
+            if row == 1:
+                ax.set_xlabel("layer")
             if metric == "cosine":
                 ax.set_ylim(-0.05, 1.02)
-    axes[0, 0].legend(loc="best", fontsize=style.font_size - 2)
+        axes[row, 0].set_ylabel(side, fontsize=style.font_size + 1, fontweight="bold")
+    fig.legend(
+        *axes[0, 0].get_legend_handles_labels(),
+        title="update step",
+        loc="outside right center",
+        fontsize=style.font_size - 1,
+        title_fontsize=style.font_size - 1,
+    )
     r = t.iloc[0]
-    status = " (diverged)" if bool(t.diverged.any()) else ""
-    fig.suptitle(f"{r.method_label}, {int(r.layers)}+{int(r.layers)} blocks, seed {int(r.seed)}{status} - "
-                 f"{dataset_title(t)}", fontsize=style.font_size)
+    status = ", diverged" if bool(t.diverged.any()) else ""
+    fig.suptitle(
+        f"{r.method_label}, {int(r.layers)}+{int(r.layers)} blocks, seed {int(r.seed)}{status}\n{dataset_title(t)}",
+        fontsize=style.font_size,
+    )
     return fig

@@ -41,4 +41,4 @@ class SeededBatches(Generic[B]):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a state saved by :meth:`state_dict`."""
         self.seed = int(state["seed"])
-        self.generator.set_state(state["generator"])
+        self.generator.set_state(state["generator"].cpu())

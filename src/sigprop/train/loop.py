@@ -29,6 +29,7 @@ its log rows, adds ``{"metric": "diverged", "value": 1.0}`` and returns ``status
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import logging
 import math
@@ -127,9 +128,12 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def to_device(batch: Batch, device: torch.device) -> Batch:
-    """Move every tensor inside tuples, lists and dicts to ``device`` (non-blocking)."""
+    """Move every tensor inside tuples, lists, dicts and dataclasses to ``device`` (non-blocking)."""
     if isinstance(batch, Tensor):
         return batch.to(device, non_blocking=True)
+    if dataclasses.is_dataclass(batch) and not isinstance(batch, type):
+        return dataclasses.replace(batch, **{f.name: to_device(getattr(batch, f.name), device)
+                                             for f in dataclasses.fields(batch) if f.init})
     if isinstance(batch, Mapping):
         return type(batch)({k: to_device(v, device) for k, v in batch.items()})
     if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # namedtuple
@@ -158,11 +162,11 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     version, internal, gauss = state["python"]
     random.setstate((version, tuple(internal), gauss))
     npy = state["numpy"]
-    np.random.set_state((npy["kind"], npy["keys"].numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
+    np.random.set_state((npy["kind"], npy["keys"].cpu().numpy().astype(np.uint32), npy["pos"], npy["has_gauss"],
                          npy["cached"]))
-    torch.set_rng_state(state["torch"])
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
 def _split(out: StepOutput) -> tuple[Tensor, dict[str, Tensor]]:
@@ -289,7 +293,8 @@ class Trainer:
         path = self.ckpt_dir / "last.pt" if self.ckpt_dir is not None else None
         if path is None or not path.exists():
             return 0
-        state = torch.load(path, map_location=self.device, weights_only=True)
+        # on the CPU: RNG and generator states must be CPU tensors; load_state_dict moves the rest
+        state = torch.load(path, map_location="cpu", weights_only=True)
         if state.get("fingerprint") != self.config.fingerprint or state.get("version") != CHECKPOINT_VERSION:
             stale = path.with_suffix(".stale.pt")
             log.warning("checkpoint %s belongs to another run (fingerprint %r, expected %r); moved to %s, "

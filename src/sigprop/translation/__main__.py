@@ -46,8 +46,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.cmd == "status":
         from sigprop.translation.datastatus import write_status
 
-        status = write_status(args.out, dataset=args.dataset, local_dir=args.local_dir or None, url=args.url or None,
-                              sha256=args.sha256 or None, cache_dir=args.cache_dir, timeout=args.timeout)
+        status = write_status(
+            args.out,
+            dataset=args.dataset,
+            local_dir=args.local_dir or None,
+            url=args.url or None,
+            sha256=args.sha256 or None,
+            cache_dir=args.cache_dir,
+            timeout=args.timeout,
+        )
         print(json.dumps(status, indent=2))
         return 0
     if args.cmd == "prepare":
@@ -67,8 +74,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if "OMP_NUM_THREADS" in os.environ:
             torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        summary = train_and_evaluate(json.loads(args.spec), args.data, args.out_dir,
-                                     progress=True if args.progress else None)
+        summary = train_and_evaluate(
+            json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None
+        )
         print(json.dumps(summary, indent=2, default=str))
         return 0
     from sigprop.translation import tables

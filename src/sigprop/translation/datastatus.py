@@ -16,8 +16,9 @@ from typing import Any
 from sigprop.data import iwslt
 
 
-def locate(dataset: str, local_dir: str | None, url: str | None, sha256: str | None, cache_dir: str,
-           timeout: float = 60.0) -> dict[str, Any]:
+def locate(
+    dataset: str, local_dir: str | None, url: str | None, sha256: str | None, cache_dir: str, timeout: float = 60.0
+) -> dict[str, Any]:
     """Where the raw data for ``dataset`` is, or why it is not available."""
     try:
         src = iwslt.locate_source(local_dir, url, sha256, cache_dir, dataset=dataset, timeout=timeout)
@@ -28,18 +29,23 @@ def locate(dataset: str, local_dir: str | None, url: str | None, sha256: str | N
 
 
 def unavailable_message(dataset: str, reason: str) -> str:
-    """The one message a run without data ends with."""
+    """The one message a run without data ends with: what was skipped, why, and how to provide the data."""
+    reason = " ".join(reason.replace(iwslt._help_text(), " ").split())
     need = (
-        "fairseq's de-en.tgz (train.tags.de-en.* plus the IWSLT14.TED*.xml dev/test files)"
+        "fairseq's extracted de-en/ folder (train.tags.de-en.{de,en} and the IWSLT14.TED*.xml dev/test files)"
         if dataset == "iwslt14"
-        else "the IWSLT'14 dev/test XML files and fairseq's tokenised valid split (e.g. a copy of shared/data/iwslt14)"
+        else "fairseq's extracted de-en/ folder, or a copy laid out like shared/data/iwslt14 "
+        "(orig/*.xml, tokenized/valid.{de,en}, bpe10k/code)"
     )
     return (
-        f"IWSLT'14 De-En data for dataset '{dataset}' is not available, so the translation results "
-        f"(Figs 1, 6, 14, Table 1) were skipped; everything else was built. {reason} "
-        f"Dataset '{dataset}' needs {need}. Then rerun the same snakemake command, e.g. "
-        f"`{iwslt.ENV_VAR}=/path/to/iwslt14 snakemake --cores 2` or "
-        f"`snakemake --cores 2 --config data='{{local_dir: /path/to/iwslt14}}'`."
+        f"IWSLT'14 De-En data for dataset '{dataset}' is not available: Figs 1, 6, 14 and Table 1 were skipped "
+        "(everything else was built).\n"
+        f"  Why: {reason}\n"
+        f"  Fix: point the environment variable {iwslt.ENV_VAR} (or the config key `{iwslt.CONFIG_KEY}`) at a "
+        f"directory holding {need},\n"
+        "       or run where fairseq's de-en.tgz can be downloaded (config `data.url`); then rerun the same "
+        "command, e.g.\n"
+        f"       {iwslt.ENV_VAR}=/path/to/iwslt14 snakemake --cores 2"
     )
 
 

@@ -31,7 +31,7 @@ import pandas as pd
 import torch
 
 from sigprop.io import atomic_path, config_hash, provenance, write_table
-from sigprop.train import Trainer, TrainConfig, pick_device
+from sigprop.train import TrainConfig, Trainer, pick_device
 from sigprop.translation.task import TranslationTask
 
 log = logging.getLogger("sigprop.translation")
@@ -73,13 +73,18 @@ def tidy_log(rows: list[Mapping[str, Any]], spec: Mapping[str, Any], diverged: b
 
 def run_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
     """The columns that identify a run in every table."""
-    return {"dataset": spec["dataset"], "method": spec["method"],
-            "method_label": spec["method_config"].get("label", spec["method"]),
-            "layers": int(spec["layers"]), "seed": int(spec["seed"])}
+    return {
+        "dataset": spec["dataset"],
+        "method": spec["method"],
+        "method_label": spec["method_config"].get("label", spec["method"]),
+        "layers": int(spec["layers"]),
+        "seed": int(spec["seed"]),
+    }
 
 
-def train_and_evaluate(spec: Mapping[str, Any], data_dir: str | Path, out_dir: str | Path,
-                       progress: bool | None = None) -> dict[str, Any]:
+def train_and_evaluate(
+    spec: Mapping[str, Any], data_dir: str | Path, out_dir: str | Path, progress: bool | None = None
+) -> dict[str, Any]:
     """Train (resuming if a checkpoint of the same spec exists), evaluate the best checkpoint, write the files."""
     out = Path(out_dir)
     state = out / "state"
@@ -105,24 +110,51 @@ def train_and_evaluate(spec: Mapping[str, Any], data_dir: str | Path, out_dir: s
         higher_is_better=False,
         fingerprint=fingerprint(spec),
     )
-    trainer = Trainer(model, task.step, optimizer, task.data(), cfg, lr_schedule=task.lr_schedule(),
-                      hooks=[task.log_hook], before_update=[task.tau_setter(model)], validate=task.validate)
+    trainer = Trainer(
+        model,
+        task.step,
+        optimizer,
+        task.data(),
+        cfg,
+        lr_schedule=task.lr_schedule(),
+        hooks=[task.log_hook],
+        before_update=[task.tau_setter(model)],
+        validate=task.validate,
+    )
     result = trainer.fit()
-    log.info("training %s after %d updates (resumed from %d) in %.1f s", result.status, result.updates,
-             result.resumed_from, result.wall_s)
+    log.info(
+        "training %s after %d updates (resumed from %d) in %.1f s",
+        result.status,
+        result.updates,
+        result.resumed_from,
+        result.wall_s,
+    )
     keys = run_keys(spec)
     meta = provenance(config=spec.get("config"), spec_hash=config_hash(spec), **keys)
-    write_table(tidy_log(init_rows + result.rows, spec, result.diverged), out / "log.parquet",
-                {**meta, "status": result.status})
+    write_table(
+        tidy_log(init_rows + result.rows, spec, result.diverged), out / "log.parquet", {**meta, "status": result.status}
+    )
 
-    summary: dict[str, Any] = {**keys, "config": spec.get("config"), "diverged": result.diverged,
-                               "updates": result.updates, "best_update": result.best_update,
-                               "best_valid_loss": result.best_score, "train_wall_s": result.wall_s}
+    summary: dict[str, Any] = {
+        **keys,
+        "config": spec.get("config"),
+        "diverged": result.diverged,
+        "updates": result.updates,
+        "best_update": result.best_update,
+        "best_valid_loss": result.best_score,
+        "train_wall_s": result.wall_s,
+    }
     best = state / "best.pt"
     hyps: list[str] = []
     if result.diverged or not best.exists():
-        summary.update({"bleu": math.nan, "sacrebleu_detok": math.nan, "test_sentences": 0,
-                        "beam": int(spec["evaluation"].get("beam", 5))})
+        summary.update(
+            {
+                "bleu": math.nan,
+                "sacrebleu_detok": math.nan,
+                "test_sentences": 0,
+                "beam": int(spec["evaluation"].get("beam", 5)),
+            }
+        )
         with atomic_path(out / "checkpoint_best.pt") as tmp:
             if best.exists():
                 shutil.copyfile(best, tmp)
@@ -133,20 +165,27 @@ def train_and_evaluate(spec: Mapping[str, Any], data_dir: str | Path, out_dir: s
         model.load_state_dict(ckpt["model"])
         model.set_tau(task.tau_at(int(ckpt["update"])))
         tic = time.perf_counter()
-        autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if cfg.bf16 and device.type == "cuda"
-                    else contextlib.nullcontext())
+        autocast = (
+            torch.autocast("cuda", dtype=torch.bfloat16)
+            if cfg.bf16 and device.type == "cuda"
+            else contextlib.nullcontext()
+        )
         scores, hyps = task.evaluate(model, autocast)
         summary.update(scores)
         summary["eval_wall_s"] = time.perf_counter() - tic
         with atomic_path(out / "checkpoint_best.pt") as tmp:
             shutil.copyfile(best, tmp)
-        log.info("test BLEU %.2f (detok. sacreBLEU %.2f) on %d sentences, beam %d", summary["bleu"],
-                 summary["sacrebleu_detok"], summary["test_sentences"], summary["beam"])
+        log.info(
+            "test BLEU %.2f (detok. sacreBLEU %.2f) on %d sentences, beam %d",
+            summary["bleu"],
+            summary["sacrebleu_detok"],
+            summary["test_sentences"],
+            summary["beam"],
+        )
     with atomic_path(out / "hypotheses.txt") as tmp:
         tmp.write_text("".join(h + "\n" for h in hyps))
     with atomic_path(out / "eval.json") as tmp:
-        tmp.write_text(json.dumps({"summary": summary, "spec": spec, "provenance": meta}, indent=2, default=str)
-                       + "\n")
+        tmp.write_text(json.dumps({"summary": summary, "spec": spec, "provenance": meta}, indent=2, default=str) + "\n")
     row = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
     write_table(pd.DataFrame([row]), out / "eval.parquet", meta)
     return summary

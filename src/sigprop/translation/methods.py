@@ -17,7 +17,6 @@ decay, Loshchilov & Hutter); ``schedule`` (a function of the update t = 1, 2, ..
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -30,8 +29,9 @@ from sigprop.train.schedules import Schedule
 MODEL_KEYS = ("d_model", "n_heads", "d_ff", "dropout", "attn_dropout", "act_dropout", "bias", "qk_fan", "activation")
 
 
-def model_config(model: Mapping[str, Any], method: Mapping[str, Any], layers: int, vocab: int,
-                 pad: int = 1) -> Seq2SeqConfig:
+def model_config(
+    model: Mapping[str, Any], method: Mapping[str, Any], layers: int, vocab: int, pad: int = 1
+) -> Seq2SeqConfig:
     """The encoder-decoder for ``method`` with ``layers`` encoder and ``layers`` decoder blocks."""
     alpha = method.get("alpha", 1.0)
     block = ModelConfig(
@@ -53,8 +53,14 @@ def model_config(model: Mapping[str, Any], method: Mapping[str, Any], layers: in
     )
 
 
-def build_model(model: Mapping[str, Any], method: Mapping[str, Any], layers: int, vocab: int, pad: int = 1,
-                generator: torch.Generator | None = None) -> EncoderDecoder:
+def build_model(
+    model: Mapping[str, Any],
+    method: Mapping[str, Any],
+    layers: int,
+    vocab: int,
+    pad: int = 1,
+    generator: torch.Generator | None = None,
+) -> EncoderDecoder:
     """Instantiate :func:`model_config` (weights drawn from ``generator`` or the global RNG)."""
     return EncoderDecoder(model_config(model, method, layers, vocab, pad), generator)
 
@@ -91,8 +97,14 @@ def lr_schedule(opt: Mapping[str, Any]) -> Schedule:
 class SGDW(torch.optim.SGD):
     """SGD with decoupled weight decay: ``p <- p - lr * wd * p`` before the (momentum) SGD step."""
 
-    def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, momentum: float = 0.0,
-                 weight_decay: float = 0.0, **kw: Any) -> None:
+    def __init__(
+        self,
+        params: Iterable[torch.nn.Parameter],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+        **kw: Any,
+    ) -> None:
         super().__init__(params, lr=lr, momentum=momentum, weight_decay=0.0, **kw)
         for group in self.param_groups:
             group["decoupled_weight_decay"] = weight_decay
@@ -108,23 +120,35 @@ class SGDW(torch.optim.SGD):
         return super().step(closure)
 
 
-def build_optimizer(params: Iterable[torch.nn.Parameter], opt: Mapping[str, Any],
-                    device: torch.device | str = "cpu") -> torch.optim.Optimizer:
+def build_optimizer(
+    params: Iterable[torch.nn.Parameter], opt: Mapping[str, Any], device: torch.device | str = "cpu"
+) -> torch.optim.Optimizer:
     """AdamW or SGDW from an optimiser config (fused kernels on CUDA)."""
     fused = {"fused": True} if torch.device(device).type == "cuda" else {}
     kind = opt["kind"]
     if kind == "adam":
-        return torch.optim.AdamW(params, lr=float(opt["lr"]), betas=tuple(opt.get("betas", (0.9, 0.999))),
-                                 eps=float(opt.get("eps", 1e-8)), weight_decay=float(opt.get("weight_decay", 0.0)),
-                                 **fused)
+        return torch.optim.AdamW(
+            params,
+            lr=float(opt["lr"]),
+            betas=tuple(opt.get("betas", (0.9, 0.999))),
+            eps=float(opt.get("eps", 1e-8)),
+            weight_decay=float(opt.get("weight_decay", 0.0)),
+            **fused,
+        )
     if kind == "sgd":
-        return SGDW(params, lr=float(opt["lr"]), momentum=float(opt.get("momentum", 0.0)),
-                    weight_decay=float(opt.get("weight_decay", 0.0)), **fused)
+        return SGDW(
+            params,
+            lr=float(opt["lr"]),
+            momentum=float(opt.get("momentum", 0.0)),
+            weight_decay=float(opt.get("weight_decay", 0.0)),
+            **fused,
+        )
     raise ValueError(f"unknown optimizer kind {kind!r}; use adam or sgd")
 
 
-def label_smoothed_nll(logits: torch.Tensor, target: torch.Tensor, eps: float,
-                       pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+def label_smoothed_nll(
+    logits: torch.Tensor, target: torch.Tensor, eps: float, pad: int
+) -> tuple[torch.Tensor, torch.Tensor]:
     """fairseq's ``label_smoothed_cross_entropy``: (loss, nll), both summed over non-pad target tokens.
 
     ``loss = (1 - eps - eps/(V-1)) * nll + eps/(V-1) * sum_v(-log p_v)``.

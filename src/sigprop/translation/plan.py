@@ -53,10 +53,7 @@ def target_runs(config: Mapping[str, Any], target: str) -> list[Run]:
     if target == "fig14":
         return [Run(sec["method"], int(sec["layers"]), int(sec.get("seed", 0)))]
     return sorted(
-        Run(m, int(x), s)
-        for m in sec["methods"]
-        for x in _as_list(sec["layers"])
-        for s in range(int(sec["seeds"]))
+        Run(m, int(x), s) for m in sec["methods"] for x in _as_list(sec["layers"]) for s in range(int(sec["seeds"]))
     )
 
 
@@ -117,5 +114,6 @@ def check_config(config: Mapping[str, Any]) -> None:
                 raise ValueError(f"translation.{target} uses method {name!r}; the methods are: {', '.join(methods)}")
     for name, method in methods.items():
         if method["optimizer"] not in tr["optimizers"]:
-            raise ValueError(f"methods.{name}.optimizer = {method['optimizer']!r}; the optimizers are: "
-                             f"{', '.join(tr['optimizers'])}")
+            raise ValueError(
+                f"methods.{name}.optimizer = {method['optimizer']!r}; the optimizers are: {', '.join(tr['optimizers'])}"
+            )

@@ -52,8 +52,7 @@ class DecoderCache:
         self.pre = model.cfg.block.norm == "pre"
         self.blocks = list(model.decoder.blocks)
         self.cross_mask = ~memory_mask[:, None, None, :]
-        self.cross_kv = [(b.cross._heads(b.cross.wk(memory)), b.cross._heads(b.cross.wv(memory)))
-                         for b in self.blocks]
+        self.cross_kv = [(b.cross._heads(b.cross.wk(memory)), b.cross._heads(b.cross.wv(memory))) for b in self.blocks]
         self.self_kv: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
         self.pos = 0
 

@@ -103,23 +103,40 @@ def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
     if temp:
         rows.append(("Temperature", "Final inverse temperature", _num(float(temp[0]["tau"]))))
         rows.append(("Temperature", "Warm-up steps", _num(int(temp[0].get("tau_warmup", 0)))))
-    return [{"section": s, "hyperparameter": h, "ours": v, "paper": PAPER_TABLE2.get((s, h), "")}
-            for s, h, v in rows]
+    return [{"section": s, "hyperparameter": h, "ours": v, "paper": PAPER_TABLE2.get((s, h), "")} for s, h, v in rows]
 
 
 def _tex_escape(s: str) -> str:
-    return (str(s).replace("\\", r"\textbackslash{}").replace("_", r"\_").replace("%", r"\%")
-            .replace("&", r"\&").replace("#", r"\#"))
+    return (
+        str(s)
+        .replace("\\", r"\textbackslash{}")
+        .replace("_", r"\_")
+        .replace("%", r"\%")
+        .replace("&", r"\&")
+        .replace("#", r"\#")
+    )
 
 
 def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
     """A booktabs table (no pandas/jinja dependency)."""
     cols = list(df.columns)
-    lines = [r"\begin{table}[t]", r"\centering", r"\begin{tabular}{" + "l" * len(cols) + "}", r"\toprule",
-             " & ".join(_tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    lines = [
+        r"\begin{table}[t]",
+        r"\centering",
+        r"\begin{tabular}{" + "l" * len(cols) + "}",
+        r"\toprule",
+        " & ".join(_tex_escape(c) for c in cols) + r" \\",
+        r"\midrule",
+    ]
     lines += [" & ".join(_tex_escape(v) for v in row) + r" \\" for row in df.astype(str).itertuples(index=False)]
-    lines += [r"\bottomrule", r"\end{tabular}", rf"\caption{{{_tex_escape(caption)}}}", rf"\label{{{label}}}",
-              r"\end{table}", ""]
+    lines += [
+        r"\bottomrule",
+        r"\end{tabular}",
+        rf"\caption{{{_tex_escape(caption)}}}",
+        rf"\label{{{label}}}",
+        r"\end{table}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -132,23 +149,29 @@ def to_png(df: pd.DataFrame, title: str, path: str | Path, style: Mapping[str, A
     import matplotlib.pyplot as plt
 
     n = len(df) + 1
-    fig, ax = plt.subplots(figsize=(st.column_width_in * 1.3, 0.26 * n + 0.9))
+    chars = [max(1.15 * len(str(c)), *(len(str(v)) for v in df[c])) + 3 for c in df.columns]  # header is bold
+    width = sum(chars) * st.font_size * 0.7 / 72  # ~0.7 em per character of DejaVu Sans
+    fig, ax = plt.subplots(figsize=(max(width, 4.0), 0.2 * n + 0.4))
     ax.axis("off")
-    tab = ax.table(cellText=df.astype(str).values, colLabels=list(df.columns), loc="center", cellLoc="left",
-                   colLoc="left")
+    tab = ax.table(
+        cellText=df.astype(str).values,
+        colLabels=list(df.columns),
+        cellLoc="left",
+        colLoc="left",
+        colWidths=[c / sum(chars) for c in chars],
+        bbox=[0, 0, 1, 1],
+    )
     tab.auto_set_font_size(False)
     tab.set_fontsize(st.font_size)
-    tab.auto_set_column_width(list(range(len(df.columns))))
     for (r, _), cell in tab.get_celld().items():
         cell.set_linewidth(0.3)
         if r == 0:
             cell.set_text_props(weight="bold")
     ax.set_title(title, fontsize=st.font_size + 1, loc="left")
     if note:
-        fig.text(0.01, 0.01, note, fontsize=st.font_size - 1, ha="left", va="bottom", wrap=True)
-    fig.tight_layout()
+        ax.text(0, -0.03, note, fontsize=st.font_size - 1, ha="left", va="top", wrap=True, transform=ax.transAxes)
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=st.dpi, format="png")
+        fig.savefig(tmp, dpi=st.dpi, format="png", bbox_inches="tight", pad_inches=0.05)
     plt.close(fig)
 
 
@@ -167,18 +190,22 @@ def _ci(row: Mapping[str, Any]) -> str:
 
 def table1_display(t: pd.DataFrame) -> pd.DataFrame:
     """The human-readable Table 1."""
-    return pd.DataFrame({
-        "Method": t.method_label,
-        "Blocks": t.layers.astype(str) + "+" + t.layers.astype(str),
-        "BLEU (ours)": [_ci(r) for r in t.to_dict("records")],
-        "runs (diverged)": [f"{int(r.n_runs)} ({int(r.n_diverged)})" for r in t.itertuples()],
-        "detok. sacreBLEU": [("-" if math.isnan(x) else f"{x:.2f}") for x in t.sacrebleu_detok],
-        "BLEU (paper)": [("-" if pd.isna(x) else f"{x:.2f}") for x in t.paper_bleu],
-    })
+    return pd.DataFrame(
+        {
+            "Method": t.method_label,
+            "Blocks": t.layers.astype(str) + "+" + t.layers.astype(str),
+            "BLEU (ours)": [_ci(r) for r in t.to_dict("records")],
+            "runs (diverged)": [f"{int(r.n_runs)} ({int(r.n_diverged)})" for r in t.itertuples()],
+            "detok. sacreBLEU": [("-" if math.isnan(x) else f"{x:.2f}") for x in t.sacrebleu_detok],
+            "valid. loss": [("-" if math.isnan(x) else f"{x:.3f}") for x in t.valid_loss],
+            "BLEU (paper)": [("-" if pd.isna(x) else f"{x:.2f}") for x in t.paper_bleu],
+        }
+    )
 
 
-def write_table1(evals: Sequence[str], aggregated: str | Path, out_dir: str | Path,
-                 style: Mapping[str, Any] | None = None) -> pd.DataFrame:
+def write_table1(
+    evals: Sequence[str], aggregated: str | Path, out_dir: str | Path, style: Mapping[str, Any] | None = None
+) -> pd.DataFrame:
     """Aggregate the runs' eval tables into Table 1 and write parquet, csv, tex and png."""
     raw = read_tables(list(evals))
     t = aggregation.table1(raw)
@@ -189,14 +216,25 @@ def write_table1(evals: Sequence[str], aggregated: str | Path, out_dir: str | Pa
         t.to_csv(tmp, index=False)
     disp = table1_display(t)
     sents = int(t.test_sentences.max()) if len(t) else 0
-    how = (f"ours: trained on {dataset}, tokenised BLEU (fairseq's IWSLT scoring), beam {int(t.beam.max())}, "
-           f"{sents} test sentences, mean ± 95% CI over runs that did not diverge")
+    how = (
+        f"ours: trained on {dataset}, tokenised BLEU (fairseq's IWSLT scoring), beam {int(t.beam.max())}, "
+        f"{sents} test sentences, mean ± 95% CI over runs that did not diverge"
+    )
     if dataset != "iwslt14":
         how += f". {dataset} is a stand-in, NOT the paper's training data: not comparable to the paper's column"
-    _write_text(out / "table1_bleu.tex", to_latex(disp, f"Test BLEU on IWSLT'14 De-En ({how}). Paper: mean of 5 "
-                                                  "runs, 6+6 blocks.", "tab:translation_results"))
-    to_png(disp, f"Table 1: test BLEU, IWSLT'14 De-En - ours trained on {dataset}", out / "table1_bleu.png",
-           style or {}, note=how + ".")
+    _write_text(
+        out / "table1_bleu.tex",
+        to_latex(
+            disp, f"Test BLEU on IWSLT'14 De-En ({how}). Paper: mean of 5 runs, 6+6 blocks.", "tab:translation_results"
+        ),
+    )
+    to_png(
+        disp,
+        f"Table 1: test BLEU, IWSLT'14 De-En - ours trained on {dataset}",
+        out / "table1_bleu.png",
+        style or {},
+        note=how + ".",
+    )
     return t
 
 
@@ -206,12 +244,28 @@ def write_table2(cfg: Mapping[str, Any], out_dir: str | Path, style: Mapping[str
     out = Path(out_dir)
     with atomic_path(out / "table2_hyperparameters.csv") as tmp:
         rows.to_csv(tmp, index=False)
-    disp = rows.rename(columns={"section": "", "hyperparameter": "Hyperparameter",
-                                "ours": f"Ours (config {cfg.get('name')})", "paper": "Paper"})
+    disp = rows.rename(
+        columns={
+            "section": "",
+            "hyperparameter": "Hyperparameter",
+            "ours": f"Ours (config {cfg.get('name')})",
+            "paper": "Paper",
+        }
+    )
     dataset = cfg["translation"]["dataset"]
-    _write_text(out / "table2_hyperparameters.tex",
-                to_latex(disp, f"Hyperparameters for IWSLT'14 De-En: config '{cfg.get('name')}' (dataset {dataset}) "
-                         "beside the paper's Table 2.", "tab:hyperparameters"))
-    to_png(disp, f"Table 2: hyperparameters, config '{cfg.get('name')}' (dataset {dataset}) vs paper",
-           out / "table2_hyperparameters.png", style or {})
+    _write_text(
+        out / "table2_hyperparameters.tex",
+        to_latex(
+            disp,
+            f"Hyperparameters for IWSLT'14 De-En: config '{cfg.get('name')}' (dataset {dataset}) "
+            "beside the paper's Table 2.",
+            "tab:hyperparameters",
+        ),
+    )
+    to_png(
+        disp,
+        f"Table 2: hyperparameters, config '{cfg.get('name')}' (dataset {dataset}) vs paper",
+        out / "table2_hyperparameters.png",
+        style or {},
+    )
     return rows

@@ -8,9 +8,8 @@ divergence, logging cadence, best checkpoint) is :mod:`sigprop.train.loop`'s.
 
 from __future__ import annotations
 
-import math
-from contextlib import nullcontext
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +19,11 @@ from torch import Tensor
 
 from sigprop.data.iwslt import Dictionary, detok_bpe, load_split, read_lines
 from sigprop.model import EncoderDecoder
+from sigprop.train.schedules import Schedule
 from sigprop.translation import methods, probes
 from sigprop.translation.batching import make_batch, token_batches
 from sigprop.translation.bleu import bleu_summary
 from sigprop.translation.search import SearchConfig, translate
-from sigprop.train.schedules import Schedule
 
 
 def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -80,8 +79,13 @@ class TranslationTask:
         self.eps = float(self.train_cfg.get("label_smoothing", 0.0))
         self.seed = int(spec["seed"])
         n_valid = self.train_cfg.get("valid_max_sentences") or len(self.valid)
-        self.valid_batches = token_batches(self.valid.src_sizes[:n_valid], self.valid.tgt_sizes[:n_valid],
-                                           self.max_tokens, shuffle=False, max_positions=self.max_positions)
+        self.valid_batches = token_batches(
+            self.valid.src_sizes[:n_valid],
+            self.valid.tgt_sizes[:n_valid],
+            self.max_tokens,
+            shuffle=False,
+            max_positions=self.max_positions,
+        )
         n_probe = min(int(self.train_cfg.get("probe_sentences", 32)), len(self.valid))
         self.probe_batch = make_batch(self.valid, range(n_probe), self.pad, self.eos)
 
@@ -90,8 +94,14 @@ class TranslationTask:
     def build_model(self) -> EncoderDecoder:
         """The method's encoder-decoder, weights drawn from the run's seed."""
         gen = torch.Generator().manual_seed(self.seed)
-        model = methods.build_model(self.spec["model"], self.spec["method_config"], self.spec["layers"],
-                                    len(self.dictionary), self.pad, generator=gen)
+        model = methods.build_model(
+            self.spec["model"],
+            self.spec["method_config"],
+            self.spec["layers"],
+            len(self.dictionary),
+            self.pad,
+            generator=gen,
+        )
         return model.to(self.device)
 
     def build_optimizer(self, model: EncoderDecoder) -> torch.optim.Optimizer:
@@ -123,8 +133,14 @@ class TranslationTask:
 
     def epoch_batches(self, epoch: int) -> list[np.ndarray]:
         """The training batches of one epoch (a function of seed and epoch only)."""
-        return token_batches(self.train.src_sizes, self.train.tgt_sizes, self.max_tokens, seed=self.seed,
-                             epoch=epoch, max_positions=self.max_positions)
+        return token_batches(
+            self.train.src_sizes,
+            self.train.tgt_sizes,
+            self.max_tokens,
+            seed=self.seed,
+            epoch=epoch,
+            max_positions=self.max_positions,
+        )
 
     # ---- loss, validation, probes -----------------------------------------------------------
 
@@ -169,9 +185,13 @@ class TranslationTask:
         ev = self.spec["evaluation"]
         test = load_split(self.data_dir, "test")
         n = min(int(ev.get("max_sentences") or len(test)), len(test))
-        cfg = SearchConfig(beam=int(ev.get("beam", 5)), lenpen=float(ev.get("lenpen", 1.0)),
-                           max_len_a=float(ev.get("max_len_a", 0.0)), max_len_b=int(ev.get("max_len_b", 200)),
-                           eos=self.eos)
+        cfg = SearchConfig(
+            beam=int(ev.get("beam", 5)),
+            lenpen=float(ev.get("lenpen", 1.0)),
+            max_len_a=float(ev.get("max_len_a", 0.0)),
+            max_len_b=int(ev.get("max_len_b", 200)),
+            eos=self.eos,
+        )
         per = int(ev.get("batch_sentences", 128))
         order = sorted(range(n), key=lambda i: int(test.src_sizes[i]))
         hyps: list[str] = [""] * n
@@ -185,6 +205,14 @@ class TranslationTask:
                 hyps[i] = self.dictionary.string(ids, bpe=True)
         refs = self.test_references(n)
         summary = bleu_summary(hyps, refs)
-        summary.update({"test_sentences": n, "test_sentences_total": len(test), "beam": cfg.beam,
-                        "lenpen": cfg.lenpen, "max_len_a": cfg.max_len_a, "max_len_b": cfg.max_len_b})
+        summary.update(
+            {
+                "test_sentences": n,
+                "test_sentences_total": len(test),
+                "beam": cfg.beam,
+                "lenpen": cfg.lenpen,
+                "max_len_a": cfg.max_len_a,
+                "max_len_b": cfg.max_len_b,
+            }
+        )
         return summary, hyps

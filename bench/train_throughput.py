@@ -1,0 +1,604 @@
+"""Training throughput of our translation step beside ``torch.nn.Transformer`` of the same size.
+
+One update = forward, label-smoothed cross-entropy, backward, AdamW step, run by the pipeline's own
+training loop (:class:`sigprop.train.Trainer`, the loop ``python -m sigprop.translation train`` uses) on
+the pipeline's own model, loss and optimiser:
+
+* ours: :func:`sigprop.translation.methods.build_model` (:class:`sigprop.model.EncoderDecoder`) for the
+  method ``--method`` (default ``adam_postln``), the model / label smoothing / Adam of ``config/paper.yaml``
+  (``--preset`` changes only width and depth), the loss :meth:`sigprop.translation.task.TranslationTask.step`
+  and the optimiser :func:`sigprop.translation.methods.build_optimizer` (fused AdamW on CUDA);
+* torch: ``nn.Transformer`` (post-LN, ``batch_first``, dropout = the paper's 0.3 everywhere) with the
+  same shared embedding (x sqrt(d), sinusoidal positions, dropout), tied output projection, loss and optimiser.
+
+Both models see the same real, variable-length batches in the same order: fairseq-style token batches
+(:func:`sigprop.translation.batching.token_batches`, ``--max-tokens`` padded tokens at most) of the
+binarised ``results/data/iwslt14-mini`` training split; without it, the sentence lengths of
+``/work/shared/data/iwslt14/bpe10k/valid.*`` with random token ids; without those, lengths drawn like
+IWSLT'14's (log-normal fit). Batches are collated before timing (the collation time per batch is reported
+separately: the pipeline collates in the training process, so real training adds it to every update).
+
+Measured updates alternate between the two models in rounds of ``--round`` updates (fair under a changing
+machine load). Reported per model: median ms/update (with the 10th / 90th percentiles), target (non-pad)
+tokens per second = sum of tokens / sum of update times, model FLOP/s and the model-FLOP utilisation against a
+timed large matmul (bf16 on CUDA; the run's dtype on the CPU), peak memory (CUDA: ``max_memory_allocated``
+attributable to the model; CPU: peak RSS of a separate process that trains that model alone).
+
+    python bench/train_throughput.py                                   # CUDA if present, else CPU; fp32 and bf16
+    python bench/train_throughput.py --device cpu --preset paper --max-tokens 1024 --dtype fp32 --updates 10
+    python bench/train_throughput.py --device cuda --preset paper --max-tokens 4096 --updates 200 --warmup 20
+
+Prints a table and writes a JSON record to ``bench/results/train_throughput_<device>_<preset>_mt<max>_<time>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import functools
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from torch import Tensor, nn
+
+from sigprop.model import sinusoidal_positions
+from sigprop.train import TrainConfig, Trainer
+from sigprop.translation import methods
+from sigprop.translation.batching import collate, make_batch, token_batches
+from sigprop.translation.task import TranslationTask
+
+ROOT = Path(__file__).resolve().parents[1]
+MINI = ROOT / "results" / "data" / "iwslt14-mini"
+SHARED_BPE = Path("/work/shared/data/iwslt14/bpe10k")
+PAD, EOS, FIRST_WORD = 1, 2, 4  # fairseq dictionary: <s>=0, <pad>=1, </s>=2, <unk>=3
+PAPER_VOCAB = 10_000
+
+#: width and depth per preset (everything else comes from config/paper.yaml)
+PRESETS: dict[str, dict[str, int]] = {
+    "paper": {"d_model": 512, "n_heads": 4, "d_ff": 2048, "layers": 6},  # Table 2: 6+6 blocks
+    "small": {"d_model": 256, "n_heads": 4, "d_ff": 1024, "layers": 3},
+    # paper depth and heads, width 16: what does not scale with width (attention probabilities and their
+    # dropout, dropout masks, the loss over the vocabulary, per-op dispatch)
+    "tiny": {"d_model": 16, "n_heads": 4, "d_ff": 32, "layers": 6},
+}
+#: log-normal fit of IWSLT'14 sentence lengths (BPE tokens + EOS) of fairseq's valid split (7,283 pairs)
+SYNTH_LOG_MEAN, SYNTH_LOG_STD, SYNTH_RATIO_STD = 3.02, 0.63, 0.15
+
+
+# --------------------------------------------------------------------------------------------------
+# data
+# --------------------------------------------------------------------------------------------------
+
+
+def _random_pairs(src_len: np.ndarray, tgt_len: np.ndarray, vocab: int, seed: int) -> list[tuple[Tensor, Tensor]]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for s, t in zip(src_len.tolist(), tgt_len.tolist()):
+        src = torch.randint(FIRST_WORD, vocab, (s,), generator=gen)
+        tgt = torch.randint(FIRST_WORD, vocab, (t,), generator=gen)
+        src[-1] = tgt[-1] = EOS
+        out.append((src, tgt))
+    return out
+
+
+class Corpus:
+    """Sentence pairs to batch: the binarised mini split, shared BPE lengths, or synthetic lengths."""
+
+    def __init__(self, source: str, vocab_hint: int, seed: int) -> None:
+        self.dataset: Any = None
+        if source in ("auto", "mini") and (MINI / "train.pt").exists() and (MINI / "dict.txt").exists():
+            from sigprop.data.iwslt import Dictionary, load_split
+
+            self.dataset = load_split(MINI, "train")
+            self.vocab = len(Dictionary.load(MINI / "dict.txt"))
+            self.src_sizes = self.dataset.src_sizes.numpy()
+            self.tgt_sizes = self.dataset.tgt_sizes.numpy()
+            self.source = f"{MINI.relative_to(ROOT)}/train.pt (binarised iwslt14-mini, real tokens)"
+            return
+        if source == "mini":
+            raise SystemExit(f"--data mini: {MINI}/train.pt not found")
+        self.vocab = vocab_hint
+        if source in ("auto", "shared") and (SHARED_BPE / "valid.de").exists() and (SHARED_BPE / "valid.en").exists():
+
+            def lengths(path: Path) -> np.ndarray:
+                with path.open(encoding="utf-8") as fh:
+                    return np.array([len(line.split()) + 1 for line in fh], dtype=np.int64)
+
+            self.src_sizes, self.tgt_sizes = lengths(SHARED_BPE / "valid.de"), lengths(SHARED_BPE / "valid.en")
+            self.source = f"{SHARED_BPE}/valid.{{de,en}} lengths, random token ids"
+        elif source == "shared":
+            raise SystemExit(f"--data shared: {SHARED_BPE}/valid.de not found")
+        else:
+            rng = np.random.default_rng(seed)
+            src = np.exp(rng.normal(SYNTH_LOG_MEAN, SYNTH_LOG_STD, 7283))
+            tgt = src * np.exp(rng.normal(0.0, SYNTH_RATIO_STD, src.size))
+            self.src_sizes = np.clip(np.rint(src), 2, 176).astype(np.int64)
+            self.tgt_sizes = np.clip(np.rint(tgt), 2, 176).astype(np.int64)
+            self.source = "synthetic IWSLT-like lengths (log-normal), random token ids"
+        self.pairs = _random_pairs(self.src_sizes, self.tgt_sizes, self.vocab, seed)
+
+    def batch_indices(self, max_tokens: int, seed: int, max_positions: int) -> list[np.ndarray]:
+        """The training batches of epoch 0, in the pipeline's shuffled order."""
+        return token_batches(self.src_sizes, self.tgt_sizes, max_tokens, seed=seed, epoch=0,
+                             max_positions=max_positions)
+
+    def collate(self, idx: np.ndarray) -> dict[str, Tensor]:
+        """One batch, as the pipeline collates it."""
+        if self.dataset is not None:
+            return make_batch(self.dataset, idx, PAD, EOS)
+        return collate([self.pairs[int(i)] for i in idx], PAD, EOS)
+
+
+class Cycle:
+    """An endless iterator over pre-collated batches (``iter()`` returns itself, so rounds continue)."""
+
+    def __init__(self, batches: Sequence[Mapping[str, Tensor]]) -> None:
+        self.batches, self.i = batches, 0
+
+    def __iter__(self) -> Cycle:
+        return self
+
+    def __next__(self) -> Mapping[str, Tensor]:
+        b = self.batches[self.i % len(self.batches)]
+        self.i += 1
+        return b
+
+
+# --------------------------------------------------------------------------------------------------
+# models
+# --------------------------------------------------------------------------------------------------
+
+
+class TorchTransformer(nn.Module):
+    """``nn.Transformer`` with our embedding (shared, x sqrt(d), sinusoidal positions, dropout) and tied read-out."""
+
+    def __init__(self, vocab: int, d_model: int, n_heads: int, d_ff: int, layers: int, dropout: float,
+                 max_positions: int = 1024, pad: int = PAD) -> None:
+        super().__init__()
+        self.pad, self.dropout, self.scale = pad, dropout, math.sqrt(d_model)
+        self.embed = nn.Embedding(vocab, d_model, padding_idx=pad)
+        nn.init.normal_(self.embed.weight, 0.0, d_model**-0.5)
+        self.register_buffer("pos", sinusoidal_positions(max_positions, d_model), persistent=False)
+        self.transformer = nn.Transformer(d_model, n_heads, layers, layers, d_ff, dropout, batch_first=True)
+
+    def _embed(self, tokens: Tensor) -> Tensor:
+        x = self.scale * self.embed(tokens) + self.pos[: tokens.shape[1]]
+        return F.dropout(x, self.dropout, self.training)
+
+    def forward(self, src: Tensor, prev: Tensor) -> tuple[Tensor, dict]:
+        pad_mask = src.eq(self.pad)
+        n = prev.shape[1]
+        causal = torch.ones(n, n, dtype=torch.bool, device=prev.device).triu(1)  # True = not allowed
+        out = self.transformer(self._embed(src), self._embed(prev), tgt_mask=causal, src_key_padding_mask=pad_mask,
+                               memory_key_padding_mask=pad_mask, tgt_is_causal=True)
+        return out @ self.embed.weight.T, {}
+
+
+def paper_config(path: Path) -> dict[str, Any]:
+    """Model, training, Adam and methods of the translation section of a pipeline config."""
+    with path.open() as fh:
+        cfg = yaml.safe_load(fh)
+    return {"methods": cfg["methods"], **cfg["translation"]}
+
+
+def model_spec(cfg: Mapping[str, Any], preset: str, layers: int | None) -> tuple[dict[str, Any], int]:
+    """The config's model entry with the preset's width, and the number of blocks per stack."""
+    p = PRESETS[preset]
+    model = {**cfg["model"], **{k: p[k] for k in ("d_model", "n_heads", "d_ff")}}
+    return model, int(layers or p["layers"])
+
+
+def train_flops(batch: Mapping[str, Tensor], d: int, ff: int, layers: int, vocab: int) -> float:
+    """Matmul FLOPs of one update (3 x forward) on the padded batch shapes; causal self-attention counts half."""
+    b, s = batch["src"].shape
+    t = batch["prev"].shape[1]
+    enc = layers * (2 * b * s * (4 * d * d + 2 * d * ff) + 4 * b * s * s * d)
+    dec = layers * (2 * b * t * (4 * d * d + 2 * d * ff) + 2 * b * t * t * d  # self-attention (causal)
+                    + 2 * b * (t + s) * 2 * d * d + 4 * b * t * s * d)  # cross: Q,O on t; K,V on s; scores, AV
+    out = 2 * b * t * d * vocab
+    return 3.0 * (enc + dec + out)
+
+
+def matmul_peak(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """FLOP/s of a timed large square matmul (best of several)."""
+    if device.type == "cuda":
+        n, reps = 8192, 20
+    else:  # CPUs without native bf16 emulate it (about 10x slower): a smaller matrix suffices
+        n, reps = (2048, 3) if dtype == torch.float32 else (1024, 2)
+    a = torch.randn(n, n, device=device, dtype=dtype)
+    b = torch.randn(n, n, device=device, dtype=dtype)
+    for _ in range(3 if device.type == "cuda" else 1):
+        a @ b
+    best = math.inf
+    for _ in range(reps):
+        _sync(device)
+        tic = time.perf_counter()
+        a @ b
+        _sync(device)
+        best = min(best, time.perf_counter() - tic)
+    return {"n": n, "dtype": str(dtype).removeprefix("torch."), "tflops": 2 * n**3 / best / 1e12}
+
+
+# --------------------------------------------------------------------------------------------------
+# measurement
+# --------------------------------------------------------------------------------------------------
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _rss_mb(field: str = "VmHWM") -> float:
+    """Current (VmRSS) or peak (VmHWM) resident memory of this process, MiB."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _state_bytes(model: nn.Module, opt: torch.optim.Optimizer) -> int:
+    n = sum(p.numel() * p.element_size() for p in model.parameters())
+    for st in opt.state.values():
+        n += sum(v.numel() * v.element_size() for v in st.values() if isinstance(v, Tensor) and v.is_cuda)
+    return n
+
+
+def _cpu_autocast(step_fn: Callable, model: nn.Module, batch: Mapping[str, Tensor]) -> Any:
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        return step_fn(model, batch)
+
+
+class Clock:
+    """A ``before_update`` callback: a timestamp before every update (after a device sync when asked)."""
+
+    def __init__(self, device: torch.device, sync: bool) -> None:
+        self.device, self.sync, self.stamps = device, sync, []
+
+    def __call__(self, update: int) -> None:
+        if self.sync:
+            _sync(self.device)
+        self.stamps.append(time.perf_counter())
+
+
+class Runner:
+    """One model with its optimiser inside the pipeline's Trainer; ``run(k)`` does k updates, timed."""
+
+    def __init__(self, name: str, model: nn.Module, opt_cfg: Mapping[str, Any], step_fn: Callable,
+                 batches: Sequence[Mapping[str, Tensor]], device: torch.device, bf16: bool, sync: str,
+                 extra_before: Sequence[Callable[[int], None]] = ()) -> None:
+        self.name, self.device = name, device
+        model = model.to(device)
+        self.model = model
+        self.optimizer = methods.build_optimizer(model.parameters(), opt_cfg, device)
+        self.clock = Clock(device, sync == "update")
+        if bf16 and device.type == "cpu":  # the loop's own autocast is CUDA-only: same placement, around step_fn
+            step_fn = functools.partial(_cpu_autocast, step_fn)
+
+        cfg = TrainConfig(max_updates=1, log_every=10**9, log_first=False, device=str(device),
+                          bf16=bf16 and device.type == "cuda", progress=False)
+        self.trainer = Trainer(model, step_fn, self.optimizer, Cycle(batches), cfg,
+                               lr_schedule=methods.lr_schedule(opt_cfg), before_update=[self.clock, *extra_before])
+        self.times: list[float] = []
+        self.batch_ids: list[int] = []
+        self.peak_bytes = 0
+
+    def run(self, k: int, record: bool) -> None:
+        """``k`` updates through ``Trainer.fit``; with ``record``, their times and memory are kept."""
+        if k <= 0:
+            return
+        cuda = self.device.type == "cuda"
+        if cuda and record:
+            base = torch.cuda.memory_allocated(self.device) - _state_bytes(self.model, self.optimizer)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        first = self.trainer.data.i
+        self.clock.stamps = []
+        self.trainer.config.max_updates = k
+        result = self.trainer.fit()
+        _sync(self.device)
+        end = time.perf_counter()
+        if result.status != "completed":
+            raise RuntimeError(f"{self.name}: training {result.status} during the benchmark")
+        self.trainer.rows.clear()
+        self.optimizer.zero_grad(set_to_none=True)  # free the gradients while the other model runs
+        if record:
+            stamps = [*self.clock.stamps, end]
+            self.times += [b - a for a, b in zip(stamps, stamps[1:])]
+            self.batch_ids += list(range(first, first + k))
+            if cuda:
+                self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device) - base)
+
+
+def summarise(runner: Runner, batches: Sequence[Mapping[str, Tensor]], flops: Sequence[float],
+              peak: Mapping[str, Any] | None, sync: str) -> dict[str, Any]:
+    """Per-model numbers of the recorded updates."""
+    times = np.array(runner.times)
+    ids = [i % len(batches) for i in runner.batch_ids]
+    tgt = sum(int(batches[i]["ntokens"]) for i in ids)
+    src = sum(int(batches[i]["src"].ne(PAD).sum()) for i in ids)
+    total_flops = sum(flops[i] for i in ids)
+    secs = float(times.sum())
+    out: dict[str, Any] = {
+        "updates": len(times),
+        "median_ms": 1e3 * float(np.median(times)),
+        "p10_ms": 1e3 * float(np.percentile(times, 10)),
+        "p90_ms": 1e3 * float(np.percentile(times, 90)),
+        "mean_ms": 1e3 * secs / len(times),
+        "target_tokens": tgt,
+        "target_tokens_per_s": tgt / secs,
+        "source_tokens_per_s": src / secs,
+        "model_tflops_per_s": total_flops / secs / 1e12,
+        "params": sum(p.numel() for p in runner.model.parameters()),
+    }
+    if peak is not None:
+        out["mfu"] = out["model_tflops_per_s"] / peak["tflops"]
+    if runner.device.type == "cuda":
+        out["peak_mem_mib"] = runner.peak_bytes / 2**20
+        out["peak_mem_kind"] = "cuda max_memory_allocated attributable to this model (params, grads, Adam, activations)"
+    if sync == "round":
+        out["note"] = "per-update times are round means (sync only at round ends)"
+    return out
+
+
+def build_runners(args: argparse.Namespace, device: torch.device, bf16: bool, corpus_vocab: int,
+                  batches: Sequence[Mapping[str, Tensor]], which: Sequence[str]) -> tuple[list[Runner], dict]:
+    """Our model and/or the nn.Transformer reference, each inside its own Trainer."""
+    cfg = paper_config(ROOT / args.config)
+    model_cfg, layers = model_spec(cfg, args.preset, args.layers)
+    method = cfg["methods"][args.method]
+    opt_cfg = dict(cfg["optimizers"][method["optimizer"]])
+    vocab = args.vocab or corpus_vocab
+    eps = float(cfg["training"].get("label_smoothing", 0.0))
+    loss_ctx = argparse.Namespace(eps=eps, pad=PAD)  # what TranslationTask.step reads from the task
+    step_fn = functools.partial(TranslationTask.step, loss_ctx)
+    runners = []
+    torch.manual_seed(args.seed)
+    if "ours" in which:
+        gen = torch.Generator().manual_seed(args.seed)
+        ours = methods.build_model(model_cfg, method, layers, vocab, PAD, generator=gen)
+        runners.append(Runner("ours", ours, opt_cfg, step_fn, batches, device, bf16, args.sync,
+                              extra_before=[lambda t, m=ours: m.set_tau(methods.tau_at(t, method))]))
+    if "torch" in which:
+        ref = TorchTransformer(vocab, model_cfg["d_model"], model_cfg["n_heads"], model_cfg["d_ff"], layers,
+                               float(model_cfg.get("dropout", 0.0)), int(model_cfg.get("max_positions", 1024)))
+        runners.append(Runner("torch", ref, opt_cfg, step_fn, batches, device, bf16, args.sync))
+    info = {"model": model_cfg, "layers_per_stack": layers, "vocab": vocab, "method": args.method,
+            "method_config": method, "optimizer": opt_cfg, "label_smoothing": eps,
+            "torch_reference": "nn.Transformer(batch_first=True, norm_first=False, dropout=model.dropout, bias=True)"
+                               " + shared embedding x sqrt(d) + sinusoidal positions + tied read-out"}
+    return runners, info
+
+
+def rss_probe(args: argparse.Namespace, dtype: str, which: str) -> dict[str, Any]:
+    """Peak RSS of a fresh process that trains ``which`` alone (warm-up 1, then 2 updates)."""
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--device", "cpu", "--dtype", dtype, "--preset", args.preset,
+           "--max-tokens", str(args.max_tokens), "--updates", "2", "--warmup", "1", "--models", which,
+           "--method", args.method, "--config", args.config, "--data", args.data, "--seed", str(args.seed),
+           "--rss-probe"]
+    for flag, value in (("--layers", args.layers), ("--vocab", args.vocab), ("--threads", args.threads)):
+        if value:
+            cmd += [flag, str(value)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    if proc.returncode != 0:
+        return {"error": proc.stderr.strip().splitlines()[-1:] or [f"exit {proc.returncode}"]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: Corpus,
+            batches: list[Mapping[str, Tensor]]) -> dict[str, Any]:
+    """Warm-up, then interleaved rounds of both models; numbers per model and their ratio."""
+    bf16 = dtype == "bf16"
+    which = args.models.split(",")
+    runners, info = build_runners(args, device, bf16, corpus.vocab, batches, which)
+    d, ff = info["model"]["d_model"], info["model"]["d_ff"]
+    flops = [train_flops(b, d, ff, info["layers_per_stack"], info["vocab"]) for b in batches]
+    peak = None
+    if not args.rss_probe:
+        peak_dtype = torch.bfloat16 if (device.type == "cuda" or bf16) else torch.float32
+        peak = matmul_peak(device, peak_dtype)
+    rss_start = _rss_mb("VmRSS")
+    for r in runners:
+        r.run(args.warmup, record=False)
+    done = 0
+    while done < args.updates:
+        k = min(args.round, args.updates - done)
+        for r in runners:
+            r.run(k, record=True)
+        done += k
+    if args.rss_probe:
+        return {"rss_before_models_mib": rss_start, "peak_rss_mib": _rss_mb("VmHWM")}
+    out: dict[str, Any] = {"device": str(device), "dtype": dtype, "config": info, "matmul_peak": peak,
+                           "models": {r.name: summarise(r, batches, flops, peak, args.sync) for r in runners}}
+    if device.type == "cpu" and not args.no_rss:
+        for r in runners:
+            out["models"][r.name]["peak_rss"] = rss_probe(args, dtype, r.name)
+    m = out["models"]
+    if "ours" in m and "torch" in m:
+        ours, ref = runners[0], runners[1]
+        assert ours.batch_ids == ref.batch_ids  # the same batches in the same order
+        paired = np.array(ref.times) / np.array(ours.times)
+        out["ours_vs_torch"] = {
+            "tokens_per_s_ratio": m["ours"]["target_tokens_per_s"] / m["torch"]["target_tokens_per_s"],
+            "median_ms_ratio": m["ours"]["median_ms"] / m["torch"]["median_ms"],
+            "paired_speedup_median": float(np.median(paired)),  # per batch: torch time / our time
+            "paired_speedup_p25_p75": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
+        }
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# reporting
+# --------------------------------------------------------------------------------------------------
+
+
+def _git() -> str:
+    try:
+        return subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True, cwd=ROOT,
+                              timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor() or "unknown"
+
+
+def table(measurements: Sequence[Mapping[str, Any]]) -> str:
+    """A plain-text table of every measurement."""
+    head = (f"{'device':6} {'dtype':5} {'model':6} {'ms/upd med':>10} {'p10-p90':>15} {'tgt tok/s':>10} "
+            f"{'TFLOP/s':>8} {'MFU':>6} {'peak mem MiB':>13}")
+    lines = [head, "-" * len(head)]
+    for ms in measurements:
+        if "error" in ms:
+            lines.append(f"{ms['device']:6} {ms['dtype']:5} error: {ms['error']}")
+            continue
+        for name, r in ms["models"].items():
+            mem = r.get("peak_mem_mib", r.get("peak_rss", {}).get("peak_rss_mib", float("nan")))
+            mfu = f"{100 * r['mfu']:5.1f}%" if "mfu" in r else "   n/a"
+            lines.append(f"{ms['device']:6} {ms['dtype']:5} {name:6} {r['median_ms']:10.1f} "
+                         f"{r['p10_ms']:7.1f}-{r['p90_ms']:<7.1f} {r['target_tokens_per_s']:10.0f} "
+                         f"{r['model_tflops_per_s']:8.3f} {mfu} {mem:13.0f}")
+        if "ours_vs_torch" in ms:
+            cmp = ms["ours_vs_torch"]
+            ratio, pair = cmp["tokens_per_s_ratio"], cmp["paired_speedup_median"]
+            lines.append(f"{'':13}ours / torch target tokens/s = {ratio:.3f} "
+                         f"({'faster' if ratio > 1 else 'slower'} by {100 * abs(ratio - 1):.1f}%); same batch, "
+                         f"median torch time / our time = {pair:.3f} "
+                         f"(IQR {cmp['paired_speedup_p25_p75'][0]:.3f}-{cmp['paired_speedup_p25_p75'][1]:.3f})")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Command line."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="auto", help="cpu, cuda, all (cpu + cuda when present) or auto "
+                    "(cuda when present, else cpu)")
+    ap.add_argument("--dtype", default="both", choices=["fp32", "bf16", "both"], help="bf16 = autocast")
+    ap.add_argument("--updates", type=int, default=None, help="measured updates per model (default: cuda 100, "
+                    "cpu 10)")
+    ap.add_argument("--warmup", type=int, default=None, help="untimed updates per model first (cuda 10, cpu 2)")
+    ap.add_argument("--round", type=int, default=None, help="updates per model before switching models "
+                    "(default: cuda 10, cpu 2)")
+    ap.add_argument("--max-tokens", type=int, default=4096, help="padded tokens per batch (paper: 4096)")
+    ap.add_argument("--preset", default="paper", choices=sorted(PRESETS))
+    ap.add_argument("--layers", type=int, default=None, help="blocks per stack (default: the preset's)")
+    ap.add_argument("--vocab", type=int, default=None, help="default: the data's dictionary (iwslt14-mini: 9784), "
+                    f"else {PAPER_VOCAB}")
+    ap.add_argument("--method", default="adam_postln", help="a method of the config (its norm, alphas, optimiser)")
+    ap.add_argument("--config", default="config/paper.yaml")
+    ap.add_argument("--data", default="auto", choices=["auto", "mini", "shared", "synthetic"])
+    ap.add_argument("--models", default="ours,torch", help="ours, torch or both (comma-separated)")
+    ap.add_argument("--sync", default="update", choices=["update", "round"], help="CUDA: synchronise before every "
+                    "update (per-update times) or only at round ends (no host/device overlap lost)")
+    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-rss", action="store_true", help="CPU: skip the per-model peak-RSS subprocesses")
+    ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
+    ap.add_argument("--out", default=None, help="JSON path (default: bench/results/train_throughput_...json)")
+    return ap.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point."""
+    args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    has_cuda = torch.cuda.is_available()
+    devices = {"auto": ["cuda" if has_cuda else "cpu"], "all": ["cpu"] + (["cuda"] if has_cuda else []),
+               "cpu": ["cpu"], "cuda": ["cuda"]}[args.device]
+    if "cuda" in devices and not has_cuda:
+        raise SystemExit("--device cuda: CUDA is not available")
+    dtypes = ["fp32", "bf16"] if args.dtype == "both" else [args.dtype]
+    started = dt.datetime.now().astimezone()
+    load_start = os.getloadavg()
+
+    corpus = Corpus(args.data, args.vocab or PAPER_VOCAB, args.seed)
+    idx = corpus.batch_indices(args.max_tokens, args.seed, 1024)
+    tic = time.perf_counter()
+    batches = [corpus.collate(i) for i in idx]
+    collate_ms = 1e3 * (time.perf_counter() - tic) / len(batches)
+
+    measurements = []
+    for dev in devices:
+        device = torch.device(dev)
+        cuda = device.type == "cuda"
+        a = argparse.Namespace(**vars(args))
+        a.updates = args.updates if args.updates is not None else (100 if cuda else 10)
+        a.warmup = args.warmup if args.warmup is not None else (10 if cuda else 2)
+        a.round = args.round if args.round is not None else (10 if cuda else 2)
+        for dtype in dtypes:
+            tic = time.perf_counter()
+            try:
+                ms = measure(a, device, dtype, corpus, batches)
+            except Exception as exc:  # noqa: BLE001 - e.g. bf16 autocast unsupported on this CPU
+                if args.rss_probe:
+                    raise
+                ms = {"device": dev, "dtype": dtype, "error": f"{type(exc).__name__}: {exc}"}
+            ms["wall_s"] = time.perf_counter() - tic
+            ms.update({"updates": a.updates, "warmup": a.warmup, "round": a.round})
+            if cuda:
+                ms["device_name"] = torch.cuda.get_device_name(device)
+                ms["float32_matmul_precision"] = torch.get_float32_matmul_precision()
+            measurements.append(ms)
+            if args.rss_probe:
+                print(json.dumps(ms))
+                return
+
+    ntok = [int(b["ntokens"]) for b in batches]
+    record = {
+        "benchmark": "train_throughput",
+        "date": started.isoformat(timespec="seconds"),
+        "command": " ".join(["python", "bench/train_throughput.py", *(sys.argv[1:] if argv is None else argv)]),
+        "host": platform.node(),
+        "cpu": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": has_cuda,
+        "gpu": torch.cuda.get_device_name(0) if has_cuda else None,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "git": _git(),
+        "loadavg_start": load_start,
+        "loadavg_end": os.getloadavg(),
+        "preset": args.preset,
+        "max_tokens": args.max_tokens,
+        "data": {"source": corpus.source, "batches": len(batches), "sentences_per_batch_median":
+                 float(np.median([len(i) for i in idx])), "target_tokens_per_batch_mean": float(np.mean(ntok)),
+                 "collate_ms_per_batch": collate_ms},
+        "measurements": measurements,
+    }
+    load_end = record["loadavg_end"]
+    print(f"{record['date']}  {record['cpu']} x{record['cpu_count']} (torch threads {record['torch_threads']})"
+          f"  gpu: {record['gpu']}  torch {record['torch']}  load {load_start[0]:.2f} -> {load_end[0]:.2f}")
+    print(f"preset {args.preset}, max-tokens {args.max_tokens}, data: {corpus.source}; {len(batches)} batches, "
+          f"{np.mean(ntok):.0f} target tokens/batch on average; collation {collate_ms:.2f} ms/batch (not timed)")
+    print(table(measurements))
+    stamp = started.strftime("%Y%m%d-%H%M%S")
+    name = f"train_throughput_{'-'.join(devices)}_{args.preset}_mt{args.max_tokens}_{stamp}.json"
+    out = Path(args.out) if args.out else ROOT / "bench" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

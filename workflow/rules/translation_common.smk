@@ -1,0 +1,111 @@
+# Helpers of the IWSLT data and translation rules (data.smk, translation.smk): constants and input
+# functions only. The translation targets join `all` only when the data is there (iwslt_status checkpoint).
+import os
+
+from sigprop.data.iwslt import ENV_VAR
+from sigprop.translation.datastatus import read_status
+from sigprop.translation.plan import (
+    Run,
+    check_config,
+    requested_targets,
+    spec_json,
+    target_runs,
+)
+
+DATA = config.get("data", {})
+DATA_CODE = [str(SRC / "data" / "iwslt.py")]
+TRANSLATION = config.get("translation", {})
+TR_TARGETS = requested_targets(config) if TRANSLATION else []
+DATASET = TRANSLATION.get("dataset", "iwslt14-mini")
+if TRANSLATION:
+    try:
+        check_config(config)
+    except ValueError as err:
+        sys.exit(f"invalid configuration:\n  - {err}\nFix the config file.")
+# The code a training job runs (editing tables.py redraws tables; it retrains nothing).
+TRANSLATION_CODE = sorted(
+    {
+        str(p)
+        for folder in ("translation", "train")
+        for p in [
+            SRC / "model.py",
+            SRC / "data" / "iwslt.py",
+            *(SRC / folder).glob("*.py"),
+        ]
+        if p.name != "tables.py"
+    }
+)
+TABLES_CODE = [str(SRC / "translation" / "tables.py"), str(SRC / "aggregation.py")]
+RUN_DIR = "results/raw/translation/{dataset}/{method}/layers~{layers}/seed~{seed}"
+TABLE1_FILES = [f"results/tables/table1_bleu.{ext}" for ext in ("csv", "tex", "png")]
+TABLE2_FILES = [
+    f"results/tables/table2_hyperparameters.{ext}" for ext in ("csv", "tex", "png")
+]
+
+
+def data_status(dataset):
+    """The status written by the checkpoint (evaluating this makes the caller wait for it)."""
+    return read_status(checkpoints.iwslt_status.get(dataset=dataset).output[0])
+
+
+def data_unavailable_message():
+    """The message of a status file saying 'not available' (removed, so that the next run looks again)."""
+    msgs = []
+    for dataset in ("iwslt14", "iwslt14-mini"):
+        path = Path(f"results/data/{dataset}/status.json")
+        if path.exists():
+            status = read_status(path)
+            if not status.get("available"):
+                msgs.append(status["message"])
+                path.unlink()
+    return "\n".join(msgs)
+
+
+def print_data_message():
+    """At the end of a run: the one message saying how to provide the IWSLT'14 data, if it was missing."""
+    msg = data_unavailable_message()
+    if msg:
+        bar = "=" * 100
+        print(f"\n{bar}\n{msg}\n{bar}")
+
+
+def translation_raw_files(figure):
+    """Raw tables of a translation figure: eval.parquet (Fig 6) or log.parquet of each of its runs."""
+    name = "eval.parquet" if figure == "fig06" else "log.parquet"
+    return [f"{run.directory(DATASET)}/{name}" for run in target_runs(config, figure)]
+
+
+def translation_spec(wildcards):
+    """The JSON spec of one training run of this config."""
+    if wildcards.dataset != DATASET:
+        raise ValueError(
+            f"this config trains on {DATASET!r}, not {wildcards.dataset!r}"
+        )
+    return spec_json(
+        config, Run(wildcards.method, int(wildcards.layers), int(wildcards.seed))
+    )
+
+
+def translation_targets(wildcards):
+    """Translation figures and Table 1, only if the IWSLT data is available (the iwslt_status checkpoint)."""
+    if not TR_TARGETS or not data_status(DATASET)["available"]:
+        return []
+    out = [f for t in TR_TARGETS if t in FIGURES for f in figure_files(t)]
+    if "table1" in TR_TARGETS:
+        out += TABLE1_FILES
+    return out
+
+
+def translation_checks(wildcards):
+    """Table 1's aggregated table for the checks, when it is built."""
+    if "table1" in TR_TARGETS and data_status(DATASET)["available"]:
+        return ["results/aggregated/table1.parquet"]
+    return []
+
+
+def table1_inputs(wildcards):
+    """The eval tables of Table 1's runs."""
+    return [
+        f"{run.directory(DATASET)}/eval.parquet"
+        for run in target_runs(config, "table1")
+    ]
