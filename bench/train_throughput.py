@@ -21,7 +21,7 @@ separately: the pipeline collates in the training process, so real training adds
 Measured updates alternate between the two models in rounds of ``--round`` updates (fair under a changing
 machine load). Reported per model: median ms/update (with the 10th / 90th percentiles), target (non-pad)
 tokens per second = sum of tokens / sum of update times, model FLOP/s and the model-FLOP utilisation against a
-timed large matmul (bf16 on CUDA; the run's dtype on the CPU), peak memory (CUDA: ``max_memory_allocated``
+timed large matmul (bf16 on CUDA, for both dtypes; fp32 on the CPU), peak memory (CUDA: ``max_memory_allocated``
 attributable to the model; CPU: peak RSS of a separate process that trains that model alone).
 
     python bench/train_throughput.py                                   # CUDA if present, else CPU; fp32 and bf16
@@ -217,8 +217,8 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     """FLOP/s of a timed large square matmul (best of several)."""
     if device.type == "cuda":
         n, reps = 8192, 20
-    else:  # CPUs without native bf16 emulate it (about 10x slower): a smaller matrix suffices
-        n, reps = (2048, 3) if dtype == torch.float32 else (1024, 2)
+    else:
+        n, reps = 2048, 3
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
     for _ in range(3 if device.type == "cuda" else 1):
@@ -344,7 +344,10 @@ def summarise(runner: Runner, batches: Sequence[Mapping[str, Tensor]], flops: Se
         "source_tokens_per_s": src / secs,
         "model_tflops_per_s": total_flops / secs / 1e12,
         "params": sum(p.numel() for p in runner.model.parameters()),
+        "times_ms": [round(1e3 * x, 3) for x in times.tolist()],
+        "batch_index": ids,  # position in the epoch's batch order (same for both models)
     }
+    out["batch_shapes"] = [[*batches[i]["src"].shape, batches[i]["prev"].shape[1]] for i in ids]  # B, S, T
     if peak is not None:
         out["mfu"] = out["model_tflops_per_s"] / peak["tflops"]
     if runner.device.type == "cuda":
@@ -409,8 +412,9 @@ def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: 
     flops = [train_flops(b, d, ff, info["layers_per_stack"], info["vocab"]) for b in batches]
     peak = None
     if not args.rss_probe:
-        peak_dtype = torch.bfloat16 if (device.type == "cuda" or bf16) else torch.float32
-        peak = matmul_peak(device, peak_dtype)
+        # CUDA: the bf16 tensor-core peak for both dtypes; CPU: the fp32 peak (CPUs without native bf16, like
+        # this project's AVX2 EPYC, emulate bf16 matmuls far below it, so a bf16 "peak" would mean little)
+        peak = matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     rss_start = _rss_mb("VmRSS")
     for r in runners:
         r.run(args.warmup, record=False)

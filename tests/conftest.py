@@ -90,3 +90,8 @@ def workflow_copy(tmp_path: Path) -> Callable[..., Path]:
 def snakemake() -> Callable[..., subprocess.CompletedProcess]:
     """The runner :func:`run_snakemake` (``snakemake(workdir, *args)``)."""
     return run_snakemake
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run the SLURM tests last: they install SLURM, and its client then slows every later snakemake start."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_slurm.py"))

@@ -11,11 +11,13 @@ root on Debian 12) runs it.
   jobs must show up in ``squeue``/``scontrol`` and have their SLURM logs; raw and aggregated tables
   must equal those of a local run of the same targets (data compared, not the provenance metadata).
 * ``test_cancelled_training_resumes_from_checkpoint``: pre-emption. A ``train_toy`` job is cancelled
-  with ``scancel`` after it wrote a checkpoint; Snakemake resubmits it (``--retries 1``) and the job
-  resumes from the checkpoint; that one is cancelled too, Snakemake gives up, and a rerun
-  (``--rerun-incomplete``) resumes again and finishes. The final table equals an uninterrupted local run.
+  with ``scancel`` after its first checkpoint; Snakemake resubmits it (``retries: 2`` in the profile)
+  and the new job resumes from the checkpoint. That one is cancelled too while Snakemake itself is
+  killed; ``snakemake --unlock`` and a rerun (``--rerun-incomplete``) resume it again, and it finishes.
+  Both resumptions are read from the rule's log; the final table equals an uninterrupted local run.
 
-Measured times are in docs/slurm.md.
+The cluster is shared by test sessions running at the same time on one machine (a lock file); the
+last one stops it, if a test session started it. Measured times are in docs/slurm.md.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ CLUSTER_SCRIPT = REPO_ROOT / "tools" / "slurm_cluster.sh"
 PROFILE_ARGS = ("--profile", "profiles/slurm", "--workflow-profile", "none")
 LOCK_FILE = Path("/run/lock/sigprop-slurm-tests.lock")
 STARTED_FILE = LOCK_FILE.with_suffix(".started")  # the cluster was started by a test session
+NEEDS_CPUS, NEEDS_MEM_MB = 2, 4000  # the largest job: the `init` group (2 CPUs, simulate's 4000 MB)
 RUN_TIMEOUT_S = 600  # one Snakemake run; a normal one takes 1-2 min
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (\S+?)\)\.?$", re.M)
 RESUMED = re.compile(r"resumed from \S+ at update (\d+)")
@@ -80,6 +83,12 @@ def slurm_cluster():
                 assert proc.returncode == 0, f"tools/slurm_cluster.sh start failed:\n{proc.stdout}\n{proc.stderr}"
                 print(f"\nSLURM cluster start: {time.perf_counter() - start:.1f} s")
             fcntl.flock(lock, fcntl.LOCK_SH)  # in use
+            cpus, mem_mb = map(int, subprocess.run(["sinfo", "-h", "-o", "%c %m"], capture_output=True, text=True,
+                                                   check=True).stdout.split()[:2])
+            # sbatch rejects a job larger than the node (EnforcePartLimits=ALL): say why, not just "Error in group"
+            assert cpus >= NEEDS_CPUS and mem_mb >= NEEDS_MEM_MB, (
+                f"the test node has {cpus} CPUs and {mem_mb} MB; the tests need {NEEDS_CPUS} CPUs (profile: cores: 2) "
+                f"and {NEEDS_MEM_MB} MB (`simulate` asks for mem_mb=4000)")
             yield
         finally:
             try:
@@ -269,7 +278,7 @@ def test_slurm_run_equals_local_run(slurm_cluster, tmp_path, runs, copy_workflow
     assert len(jobs) == 2, slurm.output[-8000:]
     kinds = {}
     for jobid, log in jobs.items():
-        rel = Path(log).relative_to(slurm_wd / ".snakemake" / "slurm_logs")
+        rel = Path(log).resolve().relative_to((slurm_wd / ".snakemake" / "slurm_logs").resolve())
         kinds[rel.parts[0]] = jobid
         assert Path(log).name == f"{jobid}.log" and Path(log).is_file(), f"no SLURM log {log}"
         info = _scontrol(jobid)

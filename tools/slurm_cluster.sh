@@ -193,6 +193,10 @@ KillWait=5
 Waittime=0
 SlurmctldTimeout=30
 SlurmdTimeout=30
+# a client (scontrol, sbatch) gives up after 3 s when the daemons are down: Snakemake's SLURM plugin runs
+# 'scontrol show config' whenever it is imported, so with the default 10 s every local snakemake call
+# would wait 10 s on a machine where this cluster is installed but stopped
+MessageTimeout=3
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem State=UNKNOWN
 PartitionName=$PARTITION Nodes=$NODE Default=YES MaxTime=INFINITE State=UP
 CONF
