@@ -44,7 +44,7 @@ def main() -> None:
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     os.symlink(ROOT / "src", work / "src")
-    base = ["snakemake", "--cores", str(args.cores), "--configfile", args.config, *args.targets]
+    base = ["snakemake", *args.targets, "--cores", str(args.cores), "--configfile", args.config]
     record = {
         "date": dt.datetime.now().isoformat(timespec="seconds"),
         "host": platform.node(),

@@ -48,9 +48,10 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # torch is imported where it is used, so the workflow parses without it
+    import torch
 
 log = logging.getLogger("sigprop.data.iwslt")
 
@@ -791,6 +792,7 @@ class Dictionary:
 
 
 def _pack(seqs: Sequence[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
     lengths = torch.tensor([len(s) for s in seqs], dtype=torch.int64)
     offsets = torch.zeros(len(seqs) + 1, dtype=torch.int64)
     torch.cumsum(lengths, 0, out=offsets[1:])
@@ -845,6 +847,7 @@ def binarize(
         path = d_out / f"{split}.pt"
         tmp = _tmp_path(path)
         try:
+            import torch
             torch.save(obj, tmp)
             os.replace(tmp, path)
         finally:
@@ -858,6 +861,7 @@ class TranslationPairs:
     """A binarised split: ``ds[i]`` is ``(src_ids, tgt_ids)`` (int64 tensors, EOS appended)."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
+        import torch
         obj = torch.load(path, map_location="cpu", weights_only=True)
         if obj.get("format") != BIN_FORMAT:
             raise ValueError(f"{path}: not a {BIN_FORMAT} file")
@@ -877,6 +881,7 @@ class TranslationPairs:
 
     def _get(self, flat: torch.Tensor, off: torch.Tensor, i: int) -> torch.Tensor:
         a, b = int(off[i]), int(off[i + 1])
+        import torch
         out = torch.empty(b - a + 1, dtype=torch.int64)
         out[:-1] = flat[a:b]
         out[-1] = self.eos
