@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import matplotlib.ticker as mticker
 import pandas as pd
 from matplotlib.figure import Figure
 
@@ -31,11 +30,8 @@ def plot_encoder_init(table: pd.DataFrame, style: Style, norm_label: str) -> Fig
         ax.set_xlabel("layer")
         ax.set_ylabel(ylabel)
         ax.set_title(f"{tag} {norm_label}", loc="left")
-        if metric != "cosine":
+        if metric == "grad_ratio_q":
             ax.set_yscale("log")
-        if metric == "grad_ratio_v":
-            ax.yaxis.set_major_formatter(mticker.FormatStrFormatter("%g"))
-            ax.yaxis.set_minor_formatter(mticker.NullFormatter())
     axes[0].set_ylim(0, 1.02)
     axes[1].plot([], [], color="grey", ls=":", lw=1.0, label=r"keys $W_K$ (dotted)")
     handles, labels = axes[1].get_legend_handles_labels()
