@@ -426,6 +426,10 @@ def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: 
         done += k
     if args.rss_probe:
         return {"rss_before_models_mib": rss_start, "peak_rss_mib": _rss_mb("VmHWM")}
+    # measured again after the updates: the larger of the two (a busy machine lowers either)
+    after = matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
+    peak = {**max(peak, after, key=lambda p: p["tflops"]), "tflops_before": peak["tflops"],
+            "tflops_after": after["tflops"]}
     out: dict[str, Any] = {"device": str(device), "dtype": dtype, "config": info, "matmul_peak": peak,
                            "models": {r.name: summarise(r, batches, flops, peak, args.sync) for r in runners}}
     if device.type == "cpu" and not args.no_rss:
