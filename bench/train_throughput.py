@@ -317,8 +317,11 @@ class Runner:
         self.trainer.rows.clear()
         self.optimizer.zero_grad(set_to_none=True)  # free the gradients while the other model runs
         if record:
-            stamps = [*self.clock.stamps, end]
-            self.times += [b - a for a, b in zip(stamps, stamps[1:])]
+            if self.clock.sync or self.device.type != "cuda":
+                stamps = [*self.clock.stamps, end]
+                self.times += [b - a for a, b in zip(stamps, stamps[1:])]
+            else:  # --sync round: only the round's total is a device time
+                self.times += [(end - self.clock.stamps[0]) / k] * k
             self.batch_ids += list(range(first, first + k))
             if cuda:
                 self.peak_bytes = max(self.peak_bytes, torch.cuda.max_memory_allocated(self.device) - base)
@@ -353,7 +356,7 @@ def summarise(runner: Runner, batches: Sequence[Mapping[str, Tensor]], flops: Se
     if runner.device.type == "cuda":
         out["peak_mem_mib"] = runner.peak_bytes / 2**20
         out["peak_mem_kind"] = "cuda max_memory_allocated attributable to this model (params, grads, Adam, activations)"
-    if sync == "round":
+    if sync == "round" and runner.device.type == "cuda":
         out["note"] = "per-update times are round means (sync only at round ends)"
     return out
 
