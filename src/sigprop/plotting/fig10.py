@@ -43,7 +43,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         end = s[s.layer == last]
         ax.axvline(np.log10(end.emp_mean.iloc[0]), color="red", ls="--", lw=1.0)
         ax.axvline(np.log10(end.theory_mean.iloc[0]), color="blue", ls="--", lw=1.0)
-        ax.set_title(f"({'abc'[i]}) {att}, input std {_std_label(std)}", loc="left")
+        ax.set_title(f"({'abc'[i]}) {att}, std {_std_label(std)}", loc="left")
         ax.set_xlabel(r"$\log_{10}\|X^l\|_F^2$")
         if i:
             ax.set_ylabel("")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from sigprop.plotting.style import THEORY, Style, band
 
@@ -42,6 +43,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             th = _sweep(t[t.metric == metric], key).drop_duplicates(key)
             ax.plot(th[key], th.theory, color="black", label="formula", **THEORY)
             ax.set_yscale("log")
+            ax.yaxis.set_minor_formatter(NullFormatter())  # minor labels collide on short ranges
             if key in LOG_X:
                 ax.set_xscale("log", base=2)
             ax.set_xlabel(xlabel)
