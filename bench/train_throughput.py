@@ -1,22 +1,31 @@
 """Training throughput of our translation step beside ``torch.nn.Transformer`` of the same size.
 
-One update = forward, label-smoothed cross-entropy, backward, AdamW step, run by the pipeline's own
-training loop (:class:`sigprop.train.Trainer`, the loop ``python -m sigprop.translation train`` uses) on
-the pipeline's own model, loss and optimiser:
+One update = batch collation, forward, label-smoothed cross-entropy, backward, AdamW step, run by the
+pipeline's own training loop (:class:`sigprop.train.Trainer`, the loop ``python -m sigprop.translation
+train`` uses). The batch is collated inside the timed update, on the training thread, as the pipeline's
+:class:`sigprop.translation.task.EpochBatches` does. Models (``--models``, comma-separated):
 
-* ours: :func:`sigprop.translation.methods.build_model` (:class:`sigprop.model.EncoderDecoder`) for the
-  method ``--method`` (default ``adam_postln``), the model / label smoothing / Adam of ``config/paper.yaml``
-  (``--preset`` changes only width and depth), the loss :meth:`sigprop.translation.task.TranslationTask.step`
-  and the optimiser :func:`sigprop.translation.methods.build_optimizer` (fused AdamW on CUDA);
-* torch: ``nn.Transformer`` (post-LN, ``batch_first``, dropout = the paper's 0.3 everywhere) with the
-  same shared embedding (x sqrt(d), sinusoidal positions, dropout), tied output projection, loss and optimiser.
+* ``ours``: the pipeline as it trains: :func:`sigprop.translation.methods.build_model`
+  (:class:`sigprop.model.EncoderDecoder`) for the method ``--method`` (default ``adam_postln``), the model /
+  label smoothing / Adam of ``config/paper.yaml`` (``--preset`` changes only width and depth), the step
+  :func:`sigprop.translation.task.translation_step`, the optimiser
+  :func:`sigprop.translation.methods.build_optimizer` and the collation
+  :func:`sigprop.translation.batching.make_batch`, each with its fast path (``--fast`` picks which, for
+  measuring them one at a time: ``attention`` = packed Q/K/V and fused scale/mask, ``loss`` = read-out and
+  loss on non-pad rows in one chunked pass, ``adam`` = fused AdamW, ``collate`` = vectorised collation);
+* ``plain``: the same model, loss, optimiser and collation on their plain paths (separate Q/K/V GEMMs and
+  SDPA, full logits and ``log_softmax``, PyTorch's default AdamW, sentence-by-sentence collation);
+* ``torch``: ``nn.Transformer`` (post-LN, ``batch_first``, dropout = the config's dropout everywhere) with
+  the same shared embedding (x sqrt(d), sinusoidal positions, dropout) and tied output projection, the
+  plain loss, PyTorch's default AdamW and sentence-by-sentence collation: what a plain PyTorch
+  implementation of the same training does.
 
-Both models see the same real, variable-length batches in the same order: fairseq-style token batches
+All models see the same real, variable-length batches in the same order: fairseq-style token batches
 (:func:`sigprop.translation.batching.token_batches`, ``--max-tokens`` padded tokens at most) of the
-binarised ``results/data/iwslt14-mini`` training split; without it, the sentence lengths of
-``/work/shared/data/iwslt14/bpe10k/valid.*`` with random token ids; without those, lengths drawn like
-IWSLT'14's (log-normal fit). Batches are collated before timing (the collation time per batch is reported
-separately: the pipeline collates in the training process, so real training adds it to every update).
+binarised iwslt14-mini training split (``--data-dir``, default ``results/data/iwslt14-mini``); without it,
+the sentence lengths of ``$SIGPROP_IWSLT_DIR/bpe10k/valid.*`` with random token ids; without those,
+lengths drawn like IWSLT'14's (log-normal fit). The collation time of both collations is also reported
+on its own.
 
 Measured updates alternate between the two models in rounds of ``--round`` updates (fair under a changing
 machine load). Reported per model: median ms/update (with the 10th / 90th percentiles), target (non-pad)
@@ -26,6 +35,7 @@ attributable to the model; CPU: peak RSS of a separate process that trains that 
 
     python bench/train_throughput.py                                   # CUDA if present, else CPU; fp32 and bf16
     python bench/train_throughput.py --device cpu --preset paper --max-tokens 1024 --dtype fp32 --updates 10
+    python bench/train_throughput.py --device cpu --preset cpu --max-tokens 2048 --dtype fp32 --models ours,plain,torch
     python bench/train_throughput.py --device cuda --preset paper --max-tokens 4096 --updates 200 --warmup 20
 
 Prints a table and writes a JSON record to ``bench/results/train_throughput_<device>_<preset>_mt<max>_<time>.json``.
@@ -59,11 +69,12 @@ from sigprop.model import sinusoidal_positions
 from sigprop.train import TrainConfig, Trainer
 from sigprop.translation import methods
 from sigprop.translation.batching import collate, make_batch, token_batches
-from sigprop.translation.task import TranslationTask
+from sigprop.translation.task import translation_step
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "results" / "data" / "iwslt14-mini"
-SHARED_BPE = Path("/work/shared/data/iwslt14/bpe10k")
+IWSLT_ENV = "SIGPROP_IWSLT_DIR"  # a local copy of the raw data (bpe10k/ holds fairseq's BPE'd splits)
+FAST_PARTS = ("attention", "loss", "adam", "collate")
 PAD, EOS, FIRST_WORD = 1, 2, 4  # fairseq dictionary: <s>=0, <pad>=1, </s>=2, <unk>=3
 PAPER_VOCAB = 10_000
 
@@ -71,6 +82,8 @@ PAPER_VOCAB = 10_000
 PRESETS: dict[str, dict[str, int]] = {
     "paper": {"d_model": 512, "n_heads": 4, "d_ff": 2048, "layers": 6},  # Table 2: 6+6 blocks
     "small": {"d_model": 256, "n_heads": 4, "d_ff": 1024, "layers": 3},
+    # the CPU-scale translation size (d 128, 3+3 blocks; run it with --max-tokens 2048)
+    "cpu": {"d_model": 128, "n_heads": 4, "d_ff": 512, "layers": 3},
     # paper depth and heads, width 16: what does not scale with width (attention probabilities and their
     # dropout, dropout masks, the loss over the vocabulary, per-op dispatch)
     "tiny": {"d_model": 16, "n_heads": 4, "d_ff": 32, "layers": 6},
@@ -98,30 +111,32 @@ def _random_pairs(src_len: np.ndarray, tgt_len: np.ndarray, vocab: int, seed: in
 class Corpus:
     """Sentence pairs to batch: the binarised mini split, shared BPE lengths, or synthetic lengths."""
 
-    def __init__(self, source: str, vocab_hint: int, seed: int) -> None:
+    def __init__(self, source: str, vocab_hint: int, seed: int, mini: Path = MINI) -> None:
         self.dataset: Any = None
-        if source in ("auto", "mini") and (MINI / "train.pt").exists() and (MINI / "dict.txt").exists():
+        if source in ("auto", "mini") and (mini / "train.pt").exists() and (mini / "dict.txt").exists():
             from sigprop.data.iwslt import Dictionary, load_split
 
-            self.dataset = load_split(MINI, "train")
-            self.vocab = len(Dictionary.load(MINI / "dict.txt"))
+            self.dataset = load_split(mini, "train")
+            self.vocab = len(Dictionary.load(mini / "dict.txt"))
             self.src_sizes = self.dataset.src_sizes.numpy()
             self.tgt_sizes = self.dataset.tgt_sizes.numpy()
-            self.source = f"{MINI.relative_to(ROOT)}/train.pt (binarised iwslt14-mini, real tokens)"
+            self.source = f"{mini}/train.pt (binarised iwslt14-mini, real tokens)"
             return
         if source == "mini":
-            raise SystemExit(f"--data mini: {MINI}/train.pt not found")
+            raise SystemExit(f"--data mini: {mini}/train.pt not found (build it: snakemake --cores 2 "
+                             "results/data/iwslt14-mini/train.pt, or pass --data-dir)")
         self.vocab = vocab_hint
-        if source in ("auto", "shared") and (SHARED_BPE / "valid.de").exists() and (SHARED_BPE / "valid.en").exists():
+        shared = Path(os.environ.get(IWSLT_ENV, "/nonexistent")) / "bpe10k"
+        if source in ("auto", "shared") and (shared / "valid.de").exists() and (shared / "valid.en").exists():
 
             def lengths(path: Path) -> np.ndarray:
                 with path.open(encoding="utf-8") as fh:
                     return np.array([len(line.split()) + 1 for line in fh], dtype=np.int64)
 
-            self.src_sizes, self.tgt_sizes = lengths(SHARED_BPE / "valid.de"), lengths(SHARED_BPE / "valid.en")
-            self.source = f"{SHARED_BPE}/valid.{{de,en}} lengths, random token ids"
+            self.src_sizes, self.tgt_sizes = lengths(shared / "valid.de"), lengths(shared / "valid.en")
+            self.source = f"${IWSLT_ENV}/bpe10k/valid.{{de,en}} lengths, random token ids"
         elif source == "shared":
-            raise SystemExit(f"--data shared: {SHARED_BPE}/valid.de not found")
+            raise SystemExit(f"--data shared: ${IWSLT_ENV}/bpe10k/valid.de not found (set {IWSLT_ENV})")
         else:
             rng = np.random.default_rng(seed)
             src = np.exp(rng.normal(SYNTH_LOG_MEAN, SYNTH_LOG_STD, 7283))
@@ -136,24 +151,26 @@ class Corpus:
         return token_batches(self.src_sizes, self.tgt_sizes, max_tokens, seed=seed, epoch=0,
                              max_positions=max_positions)
 
-    def collate(self, idx: np.ndarray) -> dict[str, Tensor]:
-        """One batch, as the pipeline collates it."""
+    def collate(self, idx: np.ndarray, vectorised: bool = True) -> dict[str, Tensor]:
+        """One batch, as the pipeline collates it (``vectorised``) or sentence by sentence."""
         if self.dataset is not None:
-            return make_batch(self.dataset, idx, PAD, EOS)
+            if vectorised:
+                return make_batch(self.dataset, idx, PAD, EOS)
+            return collate([self.dataset[int(i)] for i in idx], PAD, EOS)
         return collate([self.pairs[int(i)] for i in idx], PAD, EOS)
 
 
 class Cycle:
-    """An endless iterator over pre-collated batches (``iter()`` returns itself, so rounds continue)."""
+    """An endless iterator collating the epoch's batches in turn (``iter()`` returns itself, so rounds continue)."""
 
-    def __init__(self, batches: Sequence[Mapping[str, Tensor]]) -> None:
-        self.batches, self.i = batches, 0
+    def __init__(self, indices: Sequence[np.ndarray], collate_fn: Callable[[np.ndarray], Mapping[str, Tensor]]) -> None:
+        self.indices, self.collate_fn, self.i = indices, collate_fn, 0
 
     def __iter__(self) -> Cycle:
         return self
 
     def __next__(self) -> Mapping[str, Tensor]:
-        b = self.batches[self.i % len(self.batches)]
+        b = self.collate_fn(self.indices[self.i % len(self.indices)])
         self.i += 1
         return b
 
@@ -179,13 +196,17 @@ class TorchTransformer(nn.Module):
         x = self.scale * self.embed(tokens) + self.pos[: tokens.shape[1]]
         return F.dropout(x, self.dropout, self.training)
 
+    def output_projection(self, out: Tensor) -> Tensor:
+        """Tied read-out."""
+        return out @ self.embed.weight.T
+
     def forward(self, src: Tensor, prev: Tensor) -> tuple[Tensor, dict]:
         pad_mask = src.eq(self.pad)
         n = prev.shape[1]
         causal = torch.ones(n, n, dtype=torch.bool, device=prev.device).triu(1)  # True = not allowed
         out = self.transformer(self._embed(src), self._embed(prev), tgt_mask=causal, src_key_padding_mask=pad_mask,
                                memory_key_padding_mask=pad_mask, tgt_is_causal=True)
-        return out @ self.embed.weight.T, {}
+        return self.output_projection(out), {}
 
 
 def paper_config(path: Path) -> dict[str, Any]:
@@ -280,19 +301,19 @@ class Runner:
     """One model with its optimiser inside the pipeline's Trainer; ``run(k)`` does k updates, timed."""
 
     def __init__(self, name: str, model: nn.Module, opt_cfg: Mapping[str, Any], step_fn: Callable,
-                 batches: Sequence[Mapping[str, Tensor]], device: torch.device, bf16: bool, sync: str,
+                 data: Cycle, device: torch.device, bf16: bool, sync: str, fused_adam: bool,
                  extra_before: Sequence[Callable[[int], None]] = ()) -> None:
         self.name, self.device = name, device
         model = model.to(device)
         self.model = model
-        self.optimizer = methods.build_optimizer(model.parameters(), opt_cfg, device)
+        self.optimizer = methods.build_optimizer(model.parameters(), opt_cfg, device, fused=fused_adam)
         self.clock = Clock(device, sync == "update")
         if bf16 and device.type == "cpu":  # the loop's own autocast is CUDA-only: same placement, around step_fn
             step_fn = functools.partial(_cpu_autocast, step_fn)
 
         cfg = TrainConfig(max_updates=1, log_every=10**9, log_first=False, device=str(device),
                           bf16=bf16 and device.type == "cuda", progress=False)
-        self.trainer = Trainer(model, step_fn, self.optimizer, Cycle(batches), cfg,
+        self.trainer = Trainer(model, step_fn, self.optimizer, data, cfg,
                                lr_schedule=methods.lr_schedule(opt_cfg), before_update=[self.clock, *extra_before])
         self.times: list[float] = []
         self.batch_ids: list[int] = []
@@ -361,32 +382,43 @@ def summarise(runner: Runner, batches: Sequence[Mapping[str, Tensor]], flops: Se
     return out
 
 
-def build_runners(args: argparse.Namespace, device: torch.device, bf16: bool, corpus_vocab: int,
-                  batches: Sequence[Mapping[str, Tensor]], which: Sequence[str]) -> tuple[list[Runner], dict]:
-    """Our model and/or the nn.Transformer reference, each inside its own Trainer."""
+def build_runners(args: argparse.Namespace, device: torch.device, bf16: bool, corpus: Corpus,
+                  indices: Sequence[np.ndarray], which: Sequence[str]) -> tuple[list[Runner], dict]:
+    """Our model (fast and/or plain path) and/or the nn.Transformer reference, each inside its own Trainer."""
     cfg = paper_config(ROOT / args.config)
     model_cfg, layers = model_spec(cfg, args.preset, args.layers)
     method = cfg["methods"][args.method]
     opt_cfg = dict(cfg["optimizers"][method["optimizer"]])
-    vocab = args.vocab or corpus_vocab
+    vocab = args.vocab or corpus.vocab
     eps = float(cfg["training"].get("label_smoothing", 0.0))
-    loss_ctx = argparse.Namespace(eps=eps, pad=PAD)  # what TranslationTask.step reads from the task
-    step_fn = functools.partial(TranslationTask.step, loss_ctx)
+    fast = set(FAST_PARTS) if args.fast == "all" else {p for p in args.fast.split(",") if p}
+    if fast - set(FAST_PARTS):
+        raise SystemExit(f"--fast: unknown part(s) {sorted(fast - set(FAST_PARTS))}; use all or {FAST_PARTS}")
     runners = []
     torch.manual_seed(args.seed)
-    if "ours" in which:
-        gen = torch.Generator().manual_seed(args.seed)
-        ours = methods.build_model(model_cfg, method, layers, vocab, PAD, generator=gen)
-        runners.append(Runner("ours", ours, opt_cfg, step_fn, batches, device, bf16, args.sync,
-                              extra_before=[lambda t, m=ours: m.set_tau(methods.tau_at(t, method))]))
-    if "torch" in which:
-        ref = TorchTransformer(vocab, model_cfg["d_model"], model_cfg["n_heads"], model_cfg["d_ff"], layers,
-                               float(model_cfg.get("dropout", 0.0)), int(model_cfg.get("max_positions", 1024)))
-        runners.append(Runner("torch", ref, opt_cfg, step_fn, batches, device, bf16, args.sync))
+    for name in which:
+        on = fast if name == "ours" else set()
+        step_fn = functools.partial(translation_step, eps=eps, pad=PAD, fused="loss" in on)
+        data = Cycle(indices, functools.partial(corpus.collate, vectorised="collate" in on))
+        if name in ("ours", "plain"):
+            gen = torch.Generator().manual_seed(args.seed)
+            model = methods.build_model(model_cfg, method, layers, vocab, PAD, generator=gen)
+            model.set_fast("attention" in on)
+            before = [lambda t, m=model: m.set_tau(methods.tau_at(t, method))]
+        elif name == "torch":
+            model = TorchTransformer(vocab, model_cfg["d_model"], model_cfg["n_heads"], model_cfg["d_ff"], layers,
+                                     float(model_cfg.get("dropout", 0.0)), int(model_cfg.get("max_positions", 1024)))
+            before = []
+        else:
+            raise SystemExit(f"--models: unknown model {name!r}; use ours, plain, torch")
+        runners.append(Runner(name, model, opt_cfg, step_fn, data, device, bf16, args.sync, fused_adam="adam" in on,
+                              extra_before=before))
     info = {"model": model_cfg, "layers_per_stack": layers, "vocab": vocab, "method": args.method,
             "method_config": method, "optimizer": opt_cfg, "label_smoothing": eps,
+            "fast_parts": sorted(fast),
             "torch_reference": "nn.Transformer(batch_first=True, norm_first=False, dropout=model.dropout, bias=True)"
-                               " + shared embedding x sqrt(d) + sinusoidal positions + tied read-out"}
+                               " + shared embedding x sqrt(d) + sinusoidal positions + tied read-out; plain loss,"
+                               " default AdamW, sentence-by-sentence collation"}
     return runners, info
 
 
@@ -395,7 +427,7 @@ def rss_probe(args: argparse.Namespace, dtype: str, which: str) -> dict[str, Any
     cmd = [sys.executable, str(Path(__file__).resolve()), "--device", "cpu", "--dtype", dtype, "--preset", args.preset,
            "--max-tokens", str(args.max_tokens), "--updates", "2", "--warmup", "1", "--models", which,
            "--method", args.method, "--config", args.config, "--data", args.data, "--seed", str(args.seed),
-           "--rss-probe"]
+           "--fast", args.fast, "--data-dir", args.data_dir, "--rss-probe"]
     for flag, value in (("--layers", args.layers), ("--vocab", args.vocab), ("--threads", args.threads)):
         if value:
             cmd += [flag, str(value)]
@@ -406,11 +438,11 @@ def rss_probe(args: argparse.Namespace, dtype: str, which: str) -> dict[str, Any
 
 
 def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: Corpus,
-            batches: list[Mapping[str, Tensor]]) -> dict[str, Any]:
+            indices: Sequence[np.ndarray], batches: list[Mapping[str, Tensor]]) -> dict[str, Any]:
     """Warm-up, then interleaved rounds of both models; numbers per model and their ratio."""
     bf16 = dtype == "bf16"
     which = args.models.split(",")
-    runners, info = build_runners(args, device, bf16, corpus.vocab, batches, which)
+    runners, info = build_runners(args, device, bf16, corpus, indices, which)
     d, ff = info["model"]["d_model"], info["model"]["d_ff"]
     flops = [train_flops(b, d, ff, info["layers_per_stack"], info["vocab"]) for b in batches]
     peak = None
@@ -439,16 +471,18 @@ def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: 
         for r in runners:
             out["models"][r.name]["peak_rss"] = rss_probe(args, dtype, r.name)
     m = out["models"]
-    if "ours" in m and "torch" in m:
-        ours, ref = runners[0], runners[1]
-        assert ours.batch_ids == ref.batch_ids  # the same batches in the same order
-        paired = np.array(ref.times) / np.array(ours.times)
-        out["ours_vs_torch"] = {
-            "tokens_per_s_ratio": m["ours"]["target_tokens_per_s"] / m["torch"]["target_tokens_per_s"],
-            "median_ms_ratio": m["ours"]["median_ms"] / m["torch"]["median_ms"],
-            "paired_speedup_median": float(np.median(paired)),  # per batch: torch time / our time
-            "paired_speedup_p25_p75": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
-        }
+    by_name = {r.name: r for r in runners}
+    for a, b in (("ours", "torch"), ("ours", "plain"), ("plain", "torch")):
+        if a in m and b in m:
+            fast_r, ref_r = by_name[a], by_name[b]
+            assert fast_r.batch_ids == ref_r.batch_ids  # the same batches in the same order
+            paired = np.array(ref_r.times) / np.array(fast_r.times)
+            out[f"{a}_vs_{b}"] = {
+                "tokens_per_s_ratio": m[a]["target_tokens_per_s"] / m[b]["target_tokens_per_s"],
+                "median_ms_ratio": m[a]["median_ms"] / m[b]["median_ms"],
+                "paired_speedup_median": float(np.median(paired)),  # per batch: b's time / a's time
+                "paired_speedup_p25_p75": [float(np.percentile(paired, 25)), float(np.percentile(paired, 75))],
+            }
     return out
 
 
@@ -488,12 +522,14 @@ def table(measurements: Sequence[Mapping[str, Any]]) -> str:
             lines.append(f"{ms['device']:6} {ms['dtype']:5} {name:6} {r['median_ms']:10.1f} "
                          f"{r['p10_ms']:7.1f}-{r['p90_ms']:<7.1f} {r['target_tokens_per_s']:10.0f} "
                          f"{r['model_tflops_per_s']:8.3f} {mfu} {mem:13.0f}")
-        if "ours_vs_torch" in ms:
-            cmp = ms["ours_vs_torch"]
+        for key in ("ours_vs_torch", "ours_vs_plain", "plain_vs_torch"):
+            if key not in ms:
+                continue
+            a, b = key.split("_vs_")
+            cmp = ms[key]
             ratio, pair = cmp["tokens_per_s_ratio"], cmp["paired_speedup_median"]
-            lines.append(f"{'':13}ours / torch target tokens/s = {ratio:.3f} "
-                         f"({'faster' if ratio > 1 else 'slower'} by {100 * abs(ratio - 1):.1f}%); same batch, "
-                         f"median torch time / our time = {pair:.3f} "
+            lines.append(f"{'':13}{a} / {b} target tokens/s = {ratio:.3f}; same batch, "
+                         f"median {b} time / {a} time = {pair:.3f} "
                          f"(IQR {cmp['paired_speedup_p25_p75'][0]:.3f}-{cmp['paired_speedup_p25_p75'][1]:.3f})")
     return "\n".join(lines)
 
@@ -517,7 +553,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--method", default="adam_postln", help="a method of the config (its norm, alphas, optimiser)")
     ap.add_argument("--config", default="config/paper.yaml")
     ap.add_argument("--data", default="auto", choices=["auto", "mini", "shared", "synthetic"])
-    ap.add_argument("--models", default="ours,torch", help="ours, torch or both (comma-separated)")
+    ap.add_argument("--models", default="ours,torch", help="comma-separated: ours (the pipeline's fast path), "
+                    "plain (our model on the plain path), torch (nn.Transformer)")
+    ap.add_argument("--fast", default="all", help=f"the fast parts of 'ours': all, or comma-separated of {FAST_PARTS}")
+    ap.add_argument("--data-dir", default=str(MINI), help="binarised iwslt14-mini (train.pt, dict.txt)")
     ap.add_argument("--sync", default="update", choices=["update", "round"], help="CUDA: synchronise before every "
                     "update (per-update times) or only at round ends (no host/device overlap lost)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
@@ -542,11 +581,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = dt.datetime.now().astimezone()
     load_start = os.getloadavg()
 
-    corpus = Corpus(args.data, args.vocab or PAPER_VOCAB, args.seed)
+    corpus = Corpus(args.data, args.vocab or PAPER_VOCAB, args.seed, Path(args.data_dir))
     idx = corpus.batch_indices(args.max_tokens, args.seed, 1024)
-    tic = time.perf_counter()
-    batches = [corpus.collate(i) for i in idx]
-    collate_ms = 1e3 * (time.perf_counter() - tic) / len(batches)
+    collate_ms = {}
+    for vectorised in (False, True):  # both collations of the whole epoch (also timed inside every update)
+        tic = time.perf_counter()
+        batches = [corpus.collate(i, vectorised) for i in idx]
+        collate_ms["vectorised" if vectorised else "per_sentence"] = 1e3 * (time.perf_counter() - tic) / len(batches)
 
     measurements = []
     for dev in devices:
@@ -559,7 +600,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         for dtype in dtypes:
             tic = time.perf_counter()
             try:
-                ms = measure(a, device, dtype, corpus, batches)
+                ms = measure(a, device, dtype, corpus, idx, batches)
             except Exception as exc:  # noqa: BLE001 - e.g. bf16 autocast unsupported on this CPU
                 if args.rss_probe:
                     raise
@@ -595,13 +636,15 @@ def main(argv: Sequence[str] | None = None) -> None:
         "data": {"source": corpus.source, "batches": len(batches), "sentences_per_batch_median":
                  float(np.median([len(i) for i in idx])), "target_tokens_per_batch_mean": float(np.mean(ntok)),
                  "collate_ms_per_batch": collate_ms},
+        "fast": args.fast,
         "measurements": measurements,
     }
     load_end = record["loadavg_end"]
     print(f"{record['date']}  {record['cpu']} x{record['cpu_count']} (torch threads {record['torch_threads']})"
           f"  gpu: {record['gpu']}  torch {record['torch']}  load {load_start[0]:.2f} -> {load_end[0]:.2f}")
     print(f"preset {args.preset}, max-tokens {args.max_tokens}, data: {corpus.source}; {len(batches)} batches, "
-          f"{np.mean(ntok):.0f} target tokens/batch on average; collation {collate_ms:.2f} ms/batch (not timed)")
+          f"{np.mean(ntok):.0f} target tokens/batch on average; collation ms/batch: per sentence "
+          f"{collate_ms['per_sentence']:.2f}, vectorised {collate_ms['vectorised']:.2f} (timed inside every update)")
     print(table(measurements))
     stamp = started.strftime("%Y%m%d-%H%M%S")
     name = f"train_throughput_{'-'.join(devices)}_{args.preset}_mt{args.max_tokens}_{stamp}.json"

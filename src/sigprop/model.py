@@ -90,6 +90,11 @@ class MultiHeadAttention(nn.Module):
         self.wv = nn.Linear(d, dh, bias=cfg.bias)
         self.wo = nn.Linear(dh, d, bias=cfg.bias) if cfg.out_proj else nn.Identity()
         self.tau = cfg.tau
+        #: the training fast path (:meth:`EncoderDecoder.set_fast`): one GEMM for Q, K, V (K, V for
+        #: cross-attention) and, with attention dropout, scores, scale and mask in one ``baddbmm``.
+        #: The parameters stay separate (same init and RNG order); off by default, so the init-time
+        #: experiments keep the plain, bit-reproducible path.
+        self.fast = False
 
     def _heads(self, x: Tensor) -> Tensor:
         b, n, _ = x.shape
@@ -107,6 +112,8 @@ class MultiHeadAttention(nn.Module):
         ``key_padding_mask`` is True at padded key positions.
         """
         src = x if memory is None else memory
+        if self.fast and self.cfg.attention == "softmax":
+            return self._fast_forward(x, src, key_padding_mask, causal)
         q, k, v = self._heads(self.wq(x)), self._heads(self.wk(src)), self._heads(self.wv(src))
         scale = self.tau / math.sqrt(self.cfg.d_k)
         drop = self.cfg.attn_dropout if self.training else 0.0
@@ -127,6 +134,58 @@ class MultiHeadAttention(nn.Module):
             out = F.dropout(a, drop, self.training) @ v
         b, h, n, dk = out.shape
         return self.wo(out.transpose(1, 2).reshape(b, n, h * dk))
+
+
+    def _packed(self, x: Tensor, lins: tuple[nn.Linear, ...]) -> Tensor:
+        """``x`` through several projections at once: (len(lins), batch, heads, n, d_k)."""
+        weight = torch.cat([lin.weight for lin in lins])
+        bias = torch.cat([lin.bias for lin in lins]) if lins[0].bias is not None else None
+        b, n, _ = x.shape
+        y = F.linear(x, weight, bias).view(b, n, len(lins), self.cfg.n_heads, self.cfg.d_k)
+        return y.permute(2, 0, 3, 1, 4)
+
+    def _fast_forward(self, x: Tensor, src: Tensor, key_padding_mask: Tensor | None, causal: bool) -> Tensor:
+        """Softmax attention as :meth:`forward`, with packed projections (equal up to rounding)."""
+        if src is x:
+            q, k, v = self._packed(x, (self.wq, self.wk, self.wv)).unbind(0)
+        else:
+            q = self._packed(x, (self.wq,))[0]
+            k, v = self._packed(src, (self.wk, self.wv)).unbind(0)
+        scale = self.tau / math.sqrt(self.cfg.d_k)
+        drop = self.cfg.attn_dropout if self.training else 0.0
+        b, h, n, dk = q.shape
+        m = k.shape[2]
+        if drop == 0.0:
+            # no dropout: SDPA's fused kernel, the mask as a broadcast boolean view (no (n, m) copy)
+            mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
+            if causal and mask is not None:
+                mask = mask & torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
+                causal = False
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
+        else:
+            # with dropout SDPA falls back to its unfused math path (q and k scaled separately, the
+            # mask converted per call); here the scale rides on the score GEMM and the mask is added
+            # in place, broadcast
+            scores = torch.baddbmm(q.new_zeros(()), q.reshape(b * h, n, dk), k.reshape(b * h, m, dk).transpose(1, 2),
+                                   beta=0.0, alpha=scale).view(b, h, n, m)
+            if key_padding_mask is not None:
+                scores.add_(_additive_mask(key_padding_mask, scores.dtype))  # broadcast (b, 1, 1, m)
+            if causal:
+                scores.add_(_causal_bias(n, m, scores.dtype, scores.device))  # broadcast (n, m)
+            a = F.dropout(torch.softmax(scores, dim=-1), drop, True).view(b * h, n, m)
+            out = torch.bmm(a, v.reshape(b * h, m, dk)).view(b, h, n, dk)
+        return self.wo(out.transpose(1, 2).reshape(b, n, h * dk))
+
+
+def _additive_mask(key_padding_mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """``-inf`` at padded keys, 0 elsewhere: (batch, 1, 1, m)."""
+    zeros = torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device)
+    return zeros.masked_fill_(key_padding_mask, float("-inf"))[:, None, None, :]
+
+
+def _causal_bias(n: int, m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``-inf`` above the diagonal: (n, m)."""
+    return torch.full((n, m), float("-inf"), dtype=dtype, device=device).triu_(1)
 
 
 class FeedForward(nn.Module):
@@ -354,6 +413,8 @@ class Seq2SeqConfig:
     init: Seq2SeqInit = "fairseq"
     scale_embedding: bool = True
     max_positions: int = 1024
+    #: the attention fast path of :meth:`EncoderDecoder.set_fast` (same function up to rounding)
+    fast: bool = True
 
     @property
     def encoder(self) -> ModelConfig:
@@ -392,7 +453,14 @@ class EncoderDecoder(nn.Module):
         self.register_buffer("pos", sinusoidal_positions(cfg.max_positions, d), persistent=False)
         self.encoder = Stack(cfg.encoder)
         self.decoder = Stack(cfg.decoder, cross=True)
+        self._attention = [m for m in self.modules() if isinstance(m, MultiHeadAttention)]
+        self.set_fast(cfg.fast)
         self.reset_parameters(generator)
+
+    def set_fast(self, fast: bool = True) -> None:
+        """Use the attention fast path (packed Q/K/V GEMMs, fused scale and mask) or the plain one."""
+        for m in self._attention:
+            m.fast = bool(fast)
 
     # ---- initialisation -------------------------------------------------------------------
 
@@ -435,9 +503,8 @@ class EncoderDecoder(nn.Module):
 
     def set_tau(self, tau: float) -> None:
         """Set the inverse temperature of every attention (encoder, decoder self and cross)."""
-        for m in self.modules():
-            if isinstance(m, MultiHeadAttention):
-                m.tau = float(tau)
+        for m in self._attention:
+            m.tau = float(tau)
 
     def embed_tokens(self, tokens: Tensor) -> Tensor:
         """``sqrt(d) E[tokens] + positions``, then dropout."""
@@ -462,13 +529,26 @@ class EncoderDecoder(nn.Module):
         out, hidden = self.decoder(self.embed_tokens(prev), memory=memory, memory_mask=memory_mask, causal=True)
         if last_only:
             out = out[:, -1:]
-        return out @ self.embed.weight.T, hidden
+        return self.output_projection(out), hidden
+
+    def output_projection(self, out: Tensor) -> Tensor:
+        """Tied read-out: decoder output (..., d) to logits (..., vocab), ``out @ E^T``."""
+        return out @ self.embed.weight.T
+
+    def features(self, src: Tensor, prev: Tensor) -> tuple[Tensor, dict[str, list[Tensor]]]:
+        """Teacher-forced decoder output before the read-out (batch, n, d), and the hidden states.
+
+        ``output_projection(features(src, prev)[0])`` is ``forward(src, prev)[0]``; a loss that
+        needs the logits of some positions only (e.g. non-pad targets) projects just those.
+        """
+        memory, mask, enc_hidden = self.encode(src)
+        out, dec_hidden = self.decoder(self.embed_tokens(prev), memory=memory, memory_mask=mask, causal=True)
+        return out, {"encoder": enc_hidden, "decoder": dec_hidden}
 
     def forward(self, src: Tensor, prev: Tensor) -> tuple[Tensor, dict[str, list[Tensor]]]:
         """Teacher-forced logits and the hidden states of both stacks."""
-        memory, mask, enc_hidden = self.encode(src)
-        logits, dec_hidden = self.decode(prev, memory, mask)
-        return logits, {"encoder": enc_hidden, "decoder": dec_hidden}
+        out, states = self.features(src, prev)
+        return self.output_projection(out), states
 
     def alphas(self) -> dict[str, list[tuple[float, float]]]:
         """Current ``(alpha1, alpha2)`` of every block, per stack."""

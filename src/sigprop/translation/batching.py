@@ -72,6 +72,49 @@ def collate(pairs: Sequence[tuple[Tensor, Tensor]], pad: int, eos: int) -> dict[
     return {"src": src, "prev": prev, "tgt": tgt, "ntokens": tgt.ne(pad).sum()}
 
 
+def flat_arrays(dataset) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:  # noqa: ANN001
+    """``(src_tokens, src_offsets, tgt_tokens, tgt_offsets)`` of a binarised split, or None for another dataset.
+
+    A :class:`~sigprop.data.iwslt.TranslationPairs` keeps each side as one flat token array (without
+    EOS) and sentence offsets; sentence ``i`` is ``tokens[offsets[i]:offsets[i + 1]]`` + EOS.
+    """
+    arrays = tuple(getattr(dataset, name, None) for name in ("_src", "_src_off", "_tgt", "_tgt_off"))
+    if any(not isinstance(a, Tensor) for a in arrays) or int(getattr(dataset, "eos", -1)) < 0:
+        return None
+    return arrays  # type: ignore[return-value]
+
+
+def _padded(flat: np.ndarray, offsets: np.ndarray, idx: np.ndarray, pad: int, eos: int) -> tuple[np.ndarray, ...]:
+    """Sentences ``idx`` + EOS right-padded to (batch, max_len), and the mask of their words (EOS excluded)."""
+    starts = offsets[idx]
+    lens = offsets[idx + 1] - starts
+    cols = np.arange(int(lens.max()) + 1)
+    words = cols[None, :] < lens[:, None]
+    out = np.full(words.shape, pad, dtype=np.int64)
+    out[words] = flat[(starts[:, None] + cols[None, :])[words]]
+    out[np.arange(len(idx)), lens] = eos
+    return out, words
+
+
 def make_batch(dataset, indices: Sequence[int], pad: int, eos: int) -> dict[str, Tensor]:  # noqa: ANN001
-    """Collate ``dataset[i]`` for ``i`` in ``indices`` (a :class:`~sigprop.data.iwslt.TranslationPairs`)."""
-    return collate([dataset[int(i)] for i in indices], pad, eos)
+    """Collate ``dataset[i]`` for ``i`` in ``indices`` (a :class:`~sigprop.data.iwslt.TranslationPairs`).
+
+    For a binarised split the batch is gathered from its flat token arrays in a few vectorised
+    operations; the result equals :func:`collate` of the pairs (tests/test_translation.py), which
+    serves any other dataset.
+    """
+    arrays = flat_arrays(dataset)
+    if arrays is None:
+        return collate([dataset[int(i)] for i in indices], pad, eos)
+    # numpy, single-threaded: torch's boolean indexing would wake the intra-op thread pool for
+    # a few thousand elements, which costs more than it saves when the cores are busy
+    src_flat, src_off, tgt_flat, tgt_off = (a.numpy() for a in arrays)
+    idx = np.asarray(indices, dtype=np.int64)
+    src, _ = _padded(src_flat, src_off, idx, pad, eos)
+    tgt, words = _padded(tgt_flat, tgt_off, idx, pad, eos)
+    prev = np.full_like(tgt, pad)
+    prev[:, 0] = eos
+    prev[:, 1:][words[:, :-1]] = tgt[words]
+    ntokens = torch.tensor(int(np.count_nonzero(tgt != pad)))
+    return {"src": torch.from_numpy(src), "prev": torch.from_numpy(prev), "tgt": torch.from_numpy(tgt),
+            "ntokens": ntokens}

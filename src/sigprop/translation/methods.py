@@ -121,10 +121,16 @@ class SGDW(torch.optim.SGD):
 
 
 def build_optimizer(
-    params: Iterable[torch.nn.Parameter], opt: Mapping[str, Any], device: torch.device | str = "cpu"
+    params: Iterable[torch.nn.Parameter],
+    opt: Mapping[str, Any],
+    device: torch.device | str = "cpu",
+    fused: bool = True,
 ) -> torch.optim.Optimizer:
-    """AdamW or SGDW from an optimiser config (fused kernels on CUDA)."""
-    fused = {"fused": True} if torch.device(device).type == "cuda" else {}
+    """AdamW or SGDW from an optimiser config; ``fused``: PyTorch's fused kernels (CPU and CUDA).
+
+    ``fused=False`` gives PyTorch's default implementation (per-parameter loops on the CPU).
+    """
+    fused = {"fused": True} if fused and torch.device(device).type in ("cpu", "cuda") else {}
     kind = opt["kind"]
     if kind == "adam":
         return torch.optim.AdamW(
@@ -161,3 +167,77 @@ def label_smoothed_nll(
     eps_i = eps / (lprobs.shape[-1] - 1)
     loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
     return (loss * keep).sum(), (nll * keep).sum()
+
+
+#: rows of the (rows, vocab) logits block :func:`linear_label_smoothed_nll` holds at a time
+LOSS_CHUNK_ROWS = 256
+
+
+def _smoothed_chunk(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, eps: float, grad: bool):  # noqa: ANN202
+    """Loss, NLL (both summed) and, with ``grad``, d loss / d logits of one chunk of rows."""
+    logits = (x @ weight.T).float()
+    vocab = logits.shape[-1]
+    eps_i = eps / (vocab - 1)
+    lse = torch.logsumexp(logits, dim=-1)
+    picked = logits.gather(1, target[:, None]).squeeze(1)
+    nll = lse - picked
+    smooth = vocab * lse - logits.sum(-1)  # sum_v -log p_v
+    loss = ((1.0 - eps - eps_i) * nll + eps_i * smooth).sum()
+    if not grad:
+        return loss, nll.sum(), None
+    # d loss_i / d logit_v = p_v - (1 - eps - eps_i) [v = t_i] - eps_i   (the p coefficients sum to 1)
+    g = logits.sub_(lse[:, None]).exp_().sub_(eps_i)
+    g.scatter_add_(1, target[:, None], g.new_full((g.shape[0], 1), -(1.0 - eps - eps_i)))
+    return loss, nll.sum(), g
+
+
+class _LinearLabelSmoothedNLL(torch.autograd.Function):
+    """Read-out and label-smoothed NLL in one pass over row chunks; the gradient is formed on the way."""
+
+    @staticmethod
+    def forward(ctx, x, weight, target, eps, chunk):  # noqa: ANN001, ANN205, D102
+        grad_x = torch.empty_like(x)
+        grad_w = torch.zeros_like(weight)
+        loss = x.new_zeros((), dtype=torch.float32)
+        nll = x.new_zeros((), dtype=torch.float32)
+        for s in range(0, x.shape[0], chunk):
+            xs = x[s : s + chunk]
+            ls, nl, g = _smoothed_chunk(xs, weight, target[s : s + chunk], eps, grad=True)
+            g = g.to(x.dtype)
+            loss, nll = loss + ls, nll + nl
+            grad_x[s : s + chunk] = g @ weight
+            grad_w.addmm_(g.T, xs)
+        ctx.save_for_backward(grad_x, grad_w)
+        ctx.mark_non_differentiable(nll)
+        return loss, nll
+
+    @staticmethod
+    def backward(ctx, grad_loss, _grad_nll):  # noqa: ANN001, ANN205, D102
+        grad_x, grad_w = ctx.saved_tensors
+        gx = grad_x * grad_loss if ctx.needs_input_grad[0] else None
+        gw = grad_w * grad_loss if ctx.needs_input_grad[1] else None
+        return gx, gw, None, None, None
+
+
+def linear_label_smoothed_nll(
+    x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, eps: float, pad: int, chunk: int = LOSS_CHUNK_ROWS
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`label_smoothed_nll` of the logits ``x @ weight.T``, computed without them.
+
+    ``x`` (..., d) are decoder outputs, ``weight`` (vocab, d) the read-out, ``target`` (...) the
+    target ids. Only non-pad rows are projected, ``chunk`` rows at a time, and with autograd on, the
+    gradients of ``x`` and ``weight`` are formed in the same pass (the (tokens, vocab) log-probabilities
+    are never stored, nor the pad rows' logits computed). Equal to
+    ``label_smoothed_nll(x @ weight.T, target, eps, pad)`` up to floating-point rounding.
+    """
+    x = x.reshape(-1, x.shape[-1])
+    target = target.reshape(-1)
+    keep = target.ne(pad).nonzero().squeeze(1)
+    x, target = x.index_select(0, keep), target.index_select(0, keep)
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _LinearLabelSmoothedNLL.apply(x, weight, target, float(eps), int(chunk))
+    loss = nll = x.new_zeros((), dtype=torch.float32)
+    for s in range(0, x.shape[0], chunk):
+        ls, nl, _ = _smoothed_chunk(x[s : s + chunk], weight, target[s : s + chunk], eps, grad=False)
+        loss, nll = loss + ls, nll + nl
+    return loss, nll

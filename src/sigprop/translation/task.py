@@ -31,6 +31,25 @@ def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Te
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
+def translation_step(
+    model: torch.nn.Module, batch: Mapping[str, Tensor], eps: float, pad: int, fused: bool = True
+) -> dict[str, Tensor]:
+    """One training step's loss: mean label-smoothed cross-entropy per target token, its NLL, the token count.
+
+    ``fused`` (for an :class:`EncoderDecoder`): the tied read-out and the loss of the non-pad target
+    positions only, in one chunked pass (:func:`methods.linear_label_smoothed_nll`); otherwise the
+    full (batch, n, vocab) logits and :func:`methods.label_smoothed_nll`. Equal up to rounding.
+    """
+    if fused and isinstance(model, EncoderDecoder):
+        out, _ = model.features(batch["src"], batch["prev"])
+        loss_sum, nll_sum = methods.linear_label_smoothed_nll(out, model.embed.weight, batch["tgt"], eps, pad)
+    else:
+        logits, _ = model(batch["src"], batch["prev"])
+        loss_sum, nll_sum = methods.label_smoothed_nll(logits, batch["tgt"], eps, pad)
+    ntok = batch["ntokens"].float()
+    return {"loss": loss_sum / ntok, "nll": nll_sum.detach() / ntok, "tokens": ntok}
+
+
 class EpochBatches:
     """Training batches epoch after epoch; its state is ``(epoch, index)`` (checkpointed by the loop)."""
 
@@ -78,6 +97,8 @@ class TranslationTask:
         self.max_tokens = int(self.train_cfg["max_tokens"])
         self.eps = float(self.train_cfg.get("label_smoothing", 0.0))
         self.seed = int(spec["seed"])
+        #: the read-out and loss on non-pad rows in one pass (:func:`translation_step`)
+        self.fused_loss = True
         n_valid = self.train_cfg.get("valid_max_sentences") or len(self.valid)
         self.valid_batches = token_batches(
             self.valid.src_sizes[:n_valid],
@@ -146,10 +167,7 @@ class TranslationTask:
 
     def step(self, model: EncoderDecoder, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
         """Mean label-smoothed cross-entropy per target token (the loss fairseq's gradient uses), and its NLL."""
-        logits, _ = model(batch["src"], batch["prev"])
-        loss_sum, nll_sum = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
-        ntok = batch["ntokens"].float()
-        return {"loss": loss_sum / ntok, "nll": nll_sum.detach() / ntok, "tokens": ntok}
+        return translation_step(model, batch, self.eps, self.pad, fused=self.fused_loss)
 
     @torch.no_grad()
     def validate(self, model: EncoderDecoder) -> dict[str, float]:
