@@ -31,7 +31,8 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        [figure_files(f) for f in config["figures"] if not FIGURES[f].translation],
+        # each figure with the tables it stands on (common.smk figure_closure: a deleted table is rebuilt)
+        [figure_closure(f) for f in config["figures"] if not FIGURES[f].translation],
         # Figs 1, 6, 14 and Table 1 only when the IWSLT'14 data is there (data.smk checkpoint)
         translation_targets,
         TABLE2_FILES if "table2" in config.get("tables", []) else [],

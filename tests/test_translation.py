@@ -371,11 +371,13 @@ def test_resume_gives_the_same_parameters(copy_data, tmp_path, monkeypatch):
         train_and_evaluate(spec, copy_data, tmp_path / "killed")
     assert torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=True)["update"] == 10
     state["armed"] = False
-    train_and_evaluate(spec, copy_data, tmp_path / "killed")
+    summary = train_and_evaluate(spec, copy_data, tmp_path / "killed")
+    assert summary["resumed_from"] == 10
 
-    a = torch.load(tmp_path / "whole" / "state" / "last.pt", weights_only=True)
-    b = torch.load(tmp_path / "killed" / "state" / "last.pt", weights_only=True)
-    assert a["update"] == b["update"] == 30
+    assert not (tmp_path / "killed" / "state").exists()  # outputs written: the resume state is deleted
+    a = torch.load(tmp_path / "whole" / "checkpoint_best.pt", weights_only=True)
+    b = torch.load(tmp_path / "killed" / "checkpoint_best.pt", weights_only=True)
+    assert a["update"] == b["update"] and a["score"] == b["score"]
     for name, tensor in a["model"].items():
         assert torch.equal(tensor, b["model"][name]), name
     la, lb = (pd.read_parquet(tmp_path / d / "log.parquet") for d in ("whole", "killed"))

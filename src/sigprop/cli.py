@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from sigprop import aggregation, checks
-from sigprop.figures import figure_spec
-from sigprop.io import config_hash, provenance, read_tables, write_table
+# Only what every subcommand needs at module level: each subcommand imports its own modules, so that a job's
+# code inputs (sigprop.codehash, from these imports) are the modules it runs.
+from sigprop.io import UnreadableTable, config_hash, provenance, read_table, write_table
 
 
 def simulate(args: argparse.Namespace) -> None:
@@ -56,6 +56,10 @@ def train_toy(args: argparse.Namespace) -> None:
 
 def aggregate(args: argparse.Namespace) -> None:
     """Aggregate a figure's raw tables (or, for theory-only figures, its grid) into one table."""
+    from sigprop import aggregation
+    from sigprop.figures import figure_spec
+    from sigprop.io import read_tables
+
     key = Path(args.out).stem
     figure_spec(key)
     if args.grid:
@@ -70,21 +74,23 @@ def aggregate(args: argparse.Namespace) -> None:
 
 def plot(args: argparse.Namespace) -> None:
     """Draw one figure from aggregated tables; write PDF and PNG."""
+    from sigprop.figures import figure_spec
     from sigprop.plotting.style import Style, save
 
     key = Path(args.tables[0]).stem
     figure_spec(key)
-    tables = {Path(p).stem: pd.read_parquet(p) for p in args.tables}
+    tables = {Path(p).stem: read_table(p) for p in args.tables}
     style = Style.from_config(json.loads(args.style))
-    module = importlib.import_module(f"sigprop.plotting.{key}")
+    module = importlib.import_module(f"sigprop.plotting.{key}")  # a code input of its plot job (plot.smk)
     save(module.plot(tables, style), args.out, style.dpi)
 
 
 def run_checks(args: argparse.Namespace) -> None:
     """Compute results/checks.csv from aggregated tables and print the one-line summary."""
+    from sigprop import checks
     from sigprop.io import atomic_path
 
-    tables = {Path(p).stem: pd.read_parquet(p) for p in args.tables}
+    tables = {Path(p).stem: read_table(p) for p in args.tables}
     df = checks.run_checks(tables)
     with atomic_path(args.out) as tmp:
         df.to_csv(tmp, index=False)
@@ -127,6 +133,19 @@ def main(argv: list[str] | None = None) -> None:
         args.func(args)
     except KeyError as err:
         sys.exit(f"sigprop {args.command}: {err.args[0]}")
+    except UnreadableTable as err:
+        sys.exit(unreadable_message(args, err))
+
+
+def unreadable_message(args: argparse.Namespace, err: UnreadableTable) -> str:
+    """What to do about a corrupt input table: the file, and the command that rebuilds it and what it feeds."""
+    out = Path(args.out).stem if args.command != "plot" else Path(args.tables[0]).stem
+    target = f" {out}" if out.startswith("fig") else ""  # the figure's named target (`snakemake fig07`)
+    return (
+        f"sigprop {args.command}: {err}.\nThe file is corrupt or incomplete; this job's previous outputs are kept."
+        f" Remove it and rebuild it (with every table and figure made from it):\n"
+        f"  rm '{err.path}' && snakemake --cores 1{target}\n(add the --configfile of this run, if it had one)"
+    )
 
 
 if __name__ == "__main__":

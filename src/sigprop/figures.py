@@ -14,7 +14,6 @@ class FigureSpec:
     caption: str
     raw: bool = True  # False: computed from the theory alone
     tables: tuple[str, ...] = ()  # aggregated tables the plot reads besides its own
-    helpers: tuple[str, ...] = ()  # shared plotting modules besides plotting/<fig>.py and style.py
     claim: str = ""  # what the paper says this figure shows (SPEC), for the report
     translation: bool = False  # trains on IWSLT'14 (workflow/rules/translation.smk): built only when the data is there
 
@@ -29,7 +28,6 @@ FIGURES: dict[str, FigureSpec] = {
         "fig03_postln_init",
         ("encoder_init",),
         "POST-LN encoder at init: token cosine and Q/K, V gradient norms (relative to layer 1) per layer.",
-        helpers=("_encoder_init",),
         claim=(
             "Larger residual scales align the tokens faster with depth (rank collapse); as the tokens align, the "
             "query/key gradients vanish with depth while the value gradients do not. 1/sqrt(L) keeps the cosine "
@@ -77,7 +75,6 @@ FIGURES: dict[str, FigureSpec] = {
         "fig09_preln_init",
         ("encoder_init",),
         "PRE-LN encoder at init: token cosine and Q/K, V gradient norms (relative to layer 1) per layer.",
-        helpers=("_encoder_init",),
         claim=(
             "PRE-LN shows the same ordering as POST-LN: larger alpha, faster token alignment and faster decay of "
             "the query/key gradients."
@@ -107,7 +104,6 @@ FIGURES: dict[str, FigureSpec] = {
         ("jacobian_grid",),
         "log10 |grad Q| / |grad V| measured by autodiff over (rho, s, n, d).",
         tables=("fig13",),
-        helpers=("_heatmaps",),
         claim=(
             "The query gradients are much smaller than the value gradients for correlated or small-variance "
             "inputs; the gap depends on n, d, s and rho."
@@ -119,7 +115,6 @@ FIGURES: dict[str, FigureSpec] = {
         "log10 |grad Q| / |grad V| from the formulas over the grid of Fig 12.",
         raw=False,
         tables=("fig12",),
-        helpers=("_heatmaps",),
         claim="The formulas reproduce the pattern of the measured ratios of Fig 12.",
     ),
     "fig01": FigureSpec(
@@ -128,7 +123,6 @@ FIGURES: dict[str, FigureSpec] = {
         "Token cosine of the encoder during IWSLT'14 De-En training, POST-LN with Adam, increasing depth, "
         "with and without 1/sqrt(L) residual scaling.",
         translation=True,
-        helpers=("_translation",),
         claim=(
             "Without residual scaling the tokens are more aligned at initialisation the deeper the model, which "
             "can inhibit training; with 1/sqrt(L) scaling the cosine stays low at every depth."
@@ -140,7 +134,6 @@ FIGURES: dict[str, FigureSpec] = {
         "Test BLEU against the number of blocks X (X encoder, X decoder) for Adam POST-LN, Adam PRE-LN and SGD "
         "with residual scaling and temperature.",
         translation=True,
-        helpers=("_translation",),
         claim=(
             "SGD with 1/sqrt(L) residual scaling and an inverse temperature keeps up with Adam and trains deeper "
             "models without layer normalisation."
@@ -152,7 +145,6 @@ FIGURES: dict[str, FigureSpec] = {
         "During SGD-temperature training: token cosine, trained alpha1, alpha2 and token norm per layer at a few "
         "update steps.",
         translation=True,
-        helpers=("_translation",),
         claim=(
             "The trained residual scales grow during training but the token correlation does not increase much; "
             "the activation norm grows slightly with depth."

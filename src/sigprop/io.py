@@ -1,4 +1,10 @@
-"""Atomic writes and provenance: nothing half-written is ever left at an output path."""
+"""Atomic writes and provenance: nothing half-written is ever left at an output path.
+
+A write goes to a hidden ``.<name>.<random>.partial`` file beside the output and is renamed onto it when
+complete. A process killed mid-write (SIGKILL, power loss) can leave such a file behind: its name ends in
+``.partial``, never in the output's suffix, so no ``*.parquet`` glob picks it up, and
+:func:`remove_partial_files` (the workflow's ``onstart``) deletes them at the next run.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,7 @@ import hashlib
 import json
 import os
 import platform
+import re
 import subprocess
 import sys
 import tempfile
@@ -21,15 +28,20 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 PROVENANCE_KEY = b"sigprop"
+PARTIAL_SUFFIX = ".partial"
+_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")  # .<name>.<mkstemp's 8 characters>.partial
 PACKAGES = ("sigprop", "torch", "numpy", "pandas", "pyarrow", "snakemake")
 
 
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
+
+    The temporary file is ``.<name>.<random>.partial`` (give writers that go by the suffix an explicit format).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -40,6 +52,38 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_partial_files(*roots: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` under ``roots`` (left by a killed run); return them.
+
+    Only for a moment when no job writes there (the workflow calls it before its first job, holding the lock).
+    """
+    found = [
+        p for root in roots if Path(root).is_dir() for p in Path(root).rglob(f".*{PARTIAL_SUFFIX}")
+        if _PARTIAL.match(p.name) and p.is_file()
+    ]
+    for p in found:
+        p.unlink(missing_ok=True)
+    return found
+
+
+class UnreadableTable(ValueError):
+    """A parquet file that cannot be read (truncated, overwritten, not parquet)."""
+
+    def __init__(self, path: str | os.PathLike, error: Exception) -> None:
+        self.path = str(path)
+        super().__init__(f"{path} cannot be read as a parquet table ({type(error).__name__}: {error})")
+
+
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """``pd.read_parquet``, raising :class:`UnreadableTable` (naming the file) for a corrupt or truncated file."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise
+    except (pa.ArrowException, OSError, ValueError) as err:
+        raise UnreadableTable(path, err) from err
 
 
 def config_hash(obj: Any) -> str:
@@ -111,7 +155,7 @@ def read_meta(path: str | os.PathLike) -> dict[str, Any]:
 
 def read_tables(paths: list[str]) -> pd.DataFrame:
     """Concatenate parquet tables; a column holding both text and numbers becomes text."""
-    df = pd.concat([pd.read_parquet(p) for p in paths], ignore_index=True)
+    df = pd.concat([read_table(p) for p in paths], ignore_index=True)
     for col in df.columns[df.dtypes.map(lambda t: t == object)]:  # noqa: E721
         kinds = {type(v) for v in df[col].dropna()}
         if len(kinds) > 1:

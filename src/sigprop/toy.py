@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from sigprop.codehash import code_hash
 from sigprop.io import config_hash
 from sigprop.measure import attention_effective_lrs, grad_norms
 from sigprop.model import Encoder, ModelConfig
@@ -145,6 +146,16 @@ def attention_probe(ctx: LogContext) -> list[dict[str, Any]]:
     return rows
 
 
+def fingerprint(p: Params, seed: int, code: str | None = None) -> str:
+    """Identifies a run: its full parameters, its seed and the code it imports.
+
+    ``code`` defaults to :func:`sigprop.codehash.code_hash` of the train_toy rule (the files that rule lists as
+    code inputs): a checkpoint written by other code or for other parameters is not resumed.
+    """
+    code = code_hash("train_toy") if code is None else code
+    return config_hash({"params": dict(p), "seed": seed, "code": code})
+
+
 def run_toy(
     params: Params,
     seed: int,
@@ -158,7 +169,8 @@ def run_toy(
     ``step`` is the update number (the loop's ``update``).
 
     ``params`` override :data:`DEFAULTS`. With ``checkpoint_dir`` the run saves a checkpoint every
-    ``checkpoint_every`` updates and resumes from it when restarted with the same parameters and seed.
+    ``checkpoint_every`` updates and resumes from it when restarted with the same parameters, seed and code
+    (:func:`fingerprint`).
     """
     p = {**DEFAULTS, **params}
     model = ReversalModel(model_config(p), int(p["vocab"]), int(p["n_tokens"]), float(p["emb_std"]), p["readout"])
@@ -186,7 +198,7 @@ def run_toy(
         progress=progress,
         clip_norm=float(p["clip_norm"]),
         best_metric="val_accuracy",
-        fingerprint=config_hash({"params": p, "seed": seed}),
+        fingerprint=fingerprint(p, seed),
     )
     warmup = int(p["warmup"])
     schedule = schedules.linear_warmup(float(p["lr"]), warmup) if warmup > 0 else None

@@ -1,18 +1,20 @@
 # Aggregation: every raw table of a figure -> results/aggregated/<figure>.parquet (means, 95% CIs, theory).
+# A failed job keeps the previous table and shows the end of its log (e.g. which raw table is corrupt).
 
 
 rule aggregate:
     input:
-        code=AGGREGATION_CODE,
+        code=code_inputs("aggregate"),
         raw=lambda wc: raw_files(wc.figure),
     output:
-        "results/aggregated/{figure}.parquet",
+        # update(): Snakemake keeps the previous table until the job succeeds (restored if it fails)
+        update("results/aggregated/{figure}.parquet"),
     log:
         "results/logs/aggregate/{figure}.log",
     benchmark:
         "results/benchmarks/aggregate/{figure}.tsv"
     wildcard_constraints:
-        figure=r"fig\d\d",
+        figure=r"fig(\d\d|S\d+)",
     conda:
         "../../envs/sigprop.yaml"
     params:
@@ -28,3 +30,4 @@ rule aggregate:
         ),
     shell:
         "python -m sigprop aggregate --out {output} {params.grid} {input.raw} > {log} 2>&1"
+        " || (tail -n 5 {log} >&2; exit 1)"

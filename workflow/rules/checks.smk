@@ -3,7 +3,7 @@
 
 rule checks:
     input:
-        code=str(SRC / "checks.py"),
+        code=code_inputs("checks"),
         tables=[
             f"results/aggregated/{f}.parquet"
             for f in config["figures"]
@@ -11,13 +11,14 @@ rule checks:
         ],
         translation=translation_checks,  # Table 1, when the IWSLT'14 data is there
     output:
-        "results/checks.csv",
+        update("results/checks.csv"),  # kept until the job succeeds (as aggregate.smk)
     log:
         "results/logs/checks.log",
     conda:
         "../../envs/sigprop.yaml"
     shell:
         "python -m sigprop checks --out {output} {input.tables} {input.translation} > {log} 2>&1"
+        " || (tail -n 5 {log} >&2; exit 1)"
 
 
 localrules:

@@ -3,6 +3,7 @@ import json
 import sys
 from pathlib import Path
 
+from sigprop.codehash import code_files
 from sigprop.config import ConfigError, experiment_jobs, validate_config
 from sigprop.figures import EXPERIMENT_KINDS, FIGURES, TRAINING_EXPERIMENTS, figure_spec
 
@@ -21,20 +22,11 @@ CONFIG_FILE = (
     str(workflow.configfiles[-1]) if workflow.configfiles else "config/quick.yaml"
 )
 
-SRC = Path("src/sigprop")
-SIMULATION_CODE = [str(SRC / f) for f in ("model.py", "measure.py", "experiments.py")]
-AGGREGATION_CODE = [str(SRC / f) for f in ("aggregation.py", "theory.py")]
-TOY_CODE = [
-    str(SRC / f)
-    for f in (
-        "model.py",
-        "measure.py",
-        "toy.py",
-        "train/loop.py",
-        "train/data.py",
-        "train/schedules.py",
-    )
-]
+
+def code_inputs(rule, *extra):
+    """A rule's code inputs: the src/sigprop files its command imports (sigprop.codehash.ENTRY_POINTS)."""
+    return code_files(rule, extra, src="src", root=workflow.basedir)
+
 
 JOBS = {
     job.path: job
@@ -94,15 +86,33 @@ def job_spec(wildcards):
 
 
 def plot_inputs(wildcards):
-    """Tables and plotting code of one figure (its module, the shared style, shared layouts)."""
+    """Tables and code of one figure (the plot command's imports and the figure's own module)."""
     key = STEMS[wildcards.stem]
-    spec = FIGURES[key]
     return {
-        "tables": [f"results/aggregated/{t}.parquet" for t in (key, *spec.tables)],
-        "code": [
-            str(SRC / "plotting" / f"{m}.py") for m in (key, "style", *spec.helpers)
-        ],
+        "tables": figure_tables(key),
+        "code": code_inputs("plot", f"sigprop.plotting.{key}"),
     }
+
+
+def figure_tables(figure):
+    """The aggregated tables a figure plots: its own first."""
+    return [
+        f"results/aggregated/{t}.parquet" for t in (figure, *figure_spec(figure).tables)
+    ]
+
+
+def figure_closure(figure):
+    """Every file a figure stands on: PDF and PNG, the aggregated tables, their raw tables (and data).
+
+    Snakemake rebuilds a missing file only if a target needs it, so the figure targets list all of them:
+    deleting an aggregated or raw table and asking for the figure rebuilds the table and then the figure.
+    """
+    tables = (figure, *figure_spec(figure).tables)
+    files = figure_files(figure) + figure_tables(figure)
+    files += [f for t in tables for f in raw_files(t)]
+    if figure_spec(figure).translation:
+        files += data_files(DATASET)  # workflow/rules/translation_common.smk
+    return list(dict.fromkeys(files))
 
 
 def print_checks_summary():

@@ -4,6 +4,8 @@
 # $SIGPROP_IWSLT_DIR change; a status "not available" is removed at the end of the run
 # (onsuccess/onerror), so the next run looks again.
 checkpoint iwslt_status:
+    input:
+        code_inputs("iwslt_status"),
     output:
         "results/data/{dataset}/status.json",
     log:
@@ -27,7 +29,7 @@ checkpoint iwslt_status:
 
 rule prepare_iwslt:
     input:
-        DATA_CODE,
+        code_inputs("prepare_iwslt"),
         status="results/data/{dataset}/status.json",
     output:
         multiext(
@@ -53,7 +55,7 @@ rule prepare_iwslt:
 
 rule binarize_iwslt:
     input:
-        DATA_CODE,
+        code_inputs("binarize_iwslt"),
         rules.prepare_iwslt.output,
     output:
         multiext(

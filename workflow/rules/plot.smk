@@ -6,8 +6,8 @@ rule plot:
     input:
         unpack(plot_inputs),
     output:
-        pdf="figures/{stem}.pdf",
-        png="figures/{stem}.png",
+        pdf=update("figures/{stem}.pdf"),  # kept until the job succeeds (as aggregate.smk)
+        png=update("figures/{stem}.png"),
     log:
         "results/logs/plot/{stem}.log",
     benchmark:
@@ -20,16 +20,19 @@ rule plot:
         style=json.dumps(config["style"]),
     shell:
         "python -m sigprop plot --out {output.pdf} --style {params.style:q} {input.tables} > {log} 2>&1"
+        " || (tail -n 5 {log} >&2; exit 1)"
 
 
-# One named target per figure: `snakemake fig7`.
+# Named targets per figure, in both spellings (`snakemake fig7`, `snakemake fig07`): the figure and every
+# table it stands on (common.smk figure_closure), so that a deleted table is rebuilt before the figure.
 for _key in FIGURES:
+    for _name in dict.fromkeys((f"fig{int(_key[3:])}" if _key[3:].isdigit() else _key, _key)):
 
-    rule:
-        name:
-            f"fig{int(_key[3:])}"
-        input:
-            figure_files(_key),
+        rule:
+            name:
+                _name
+            input:
+                lambda wc, key=_key: figure_closure(key),
 
 
 # A target such as `snakemake fig99` that names no figure stops with the list of figures.

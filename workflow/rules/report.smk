@@ -5,7 +5,7 @@
 rule report:
     input:
         notebook="workflow/notebooks/report.ipynb",
-        code=str(SRC / "report.py"),
+        code=code_inputs("report"),
         checks="results/checks.csv",
         figures=[
             figure_files(f) for f in config["figures"] if not FIGURES[f].translation

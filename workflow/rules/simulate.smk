@@ -3,7 +3,7 @@
 
 rule simulate:
     input:
-        SIMULATION_CODE,
+        code_inputs("simulate"),
     output:
         "results/raw/{experiment}/{point}/seeds~{seeds}.parquet",
     log:

@@ -4,7 +4,7 @@
 
 rule train_toy:
     input:
-        TOY_CODE,
+        code_inputs("train_toy"),
     output:
         "results/raw/toy_reversal/seed~{seed}.parquet",
     log:

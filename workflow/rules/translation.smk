@@ -3,7 +3,7 @@
 # aggregate/plot rules) and Tables 1, 2 (results/tables/). Needs the data rules (data.smk).
 rule train_translation:
     input:
-        code=TRANSLATION_CODE,
+        code=code_inputs("train_translation"),
         data=multiext(
             "results/data/{dataset}/",
             "dict.txt",
@@ -43,7 +43,7 @@ rule train_translation:
 
 rule table1:
     input:
-        code=TABLES_CODE,
+        code=code_inputs("table1"),
         evals=table1_inputs,
     output:
         agg="results/aggregated/table1.parquet",
@@ -61,7 +61,7 @@ rule table1:
 
 rule table2:
     input:
-        code=TABLES_CODE,
+        code=code_inputs("table2"),
     output:
         TABLE2_FILES,
     log:

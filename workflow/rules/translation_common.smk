@@ -13,7 +13,6 @@ from sigprop.translation.plan import (
 )
 
 DATA = config.get("data", {})
-DATA_CODE = [str(SRC / "data" / "iwslt.py")]
 TRANSLATION = config.get("translation", {})
 TR_TARGETS = requested_targets(config) if TRANSLATION else []
 DATASET = TRANSLATION.get("dataset", "iwslt14-mini")
@@ -22,25 +21,21 @@ if TRANSLATION:
         check_config(config)
     except ValueError as err:
         sys.exit(f"invalid configuration:\n  - {err}\nFix the config file.")
-# The code a training job runs (editing tables.py redraws tables; it retrains nothing).
-TRANSLATION_CODE = sorted(
-    {
-        str(p)
-        for folder in ("translation", "train")
-        for p in [
-            SRC / "model.py",
-            SRC / "data" / "iwslt.py",
-            *(SRC / folder).glob("*.py"),
-        ]
-        if p.name != "tables.py"
-    }
-)
-TABLES_CODE = [str(SRC / "translation" / "tables.py"), str(SRC / "aggregation.py")]
 RUN_DIR = "results/raw/translation/{dataset}/{method}/layers~{layers}/seed~{seed}"
 TABLE1_FILES = [f"results/tables/table1_bleu.{ext}" for ext in ("csv", "tex", "png")]
 TABLE2_FILES = [
     f"results/tables/table2_hyperparameters.{ext}" for ext in ("csv", "tex", "png")
 ]
+
+
+def data_files(dataset):
+    """The prepared and binarised files of a dataset (outputs of prepare_iwslt and binarize_iwslt)."""
+    prepared = [f"{s}.{l}" for s in ("train", "valid", "test") for l in ("de", "en")]
+    binarised = ["dict.txt", "train.pt", "valid.pt", "test.pt", "binarize.json"]
+    return [
+        f"results/data/{dataset}/{name}"
+        for name in (*prepared, "manifest.json", *binarised)
+    ]
 
 
 def data_status(dataset):
@@ -90,10 +85,10 @@ def translation_targets(wildcards):
     """Translation figures and Table 1, only if the IWSLT data is available (the iwslt_status checkpoint)."""
     if not TR_TARGETS or not data_status(DATASET)["available"]:
         return []
-    out = [f for t in TR_TARGETS if t in FIGURES for f in figure_files(t)]
+    out = [f for t in TR_TARGETS if t in FIGURES for f in figure_closure(t)]
     if "table1" in TR_TARGETS:
-        out += TABLE1_FILES
-    return out
+        out += table1_closure()
+    return list(dict.fromkeys(out))
 
 
 def translation_checks(wildcards):
@@ -101,6 +96,12 @@ def translation_checks(wildcards):
     if "table1" in TR_TARGETS and data_status(DATASET)["available"]:
         return ["results/aggregated/table1.parquet"]
     return []
+
+
+def table1_closure():
+    """Table 1's files and every file they stand on (as figure_closure)."""
+    agg = "results/aggregated/table1.parquet"
+    return [*TABLE1_FILES, agg, *table1_inputs(None), *data_files(DATASET)]
 
 
 def table1_inputs(wildcards):

@@ -42,50 +42,73 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--style", default="{}")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    return COMMANDS[args.cmd](args)
 
-    if args.cmd == "status":
-        from sigprop.translation.datastatus import write_status
 
-        status = write_status(
-            args.out,
-            dataset=args.dataset,
-            local_dir=args.local_dir or None,
-            url=args.url or None,
-            sha256=args.sha256 or None,
-            cache_dir=args.cache_dir,
-            timeout=args.timeout,
-        )
-        print(json.dumps(status, indent=2))
-        return 0
-    if args.cmd == "prepare":
-        from sigprop.translation.datastatus import read_status
+# One function per subcommand, each importing what it runs: a job's code inputs are the modules its
+# subcommand imports (sigprop.codehash reads these imports).
+def status(args: argparse.Namespace) -> int:
+    """Locate the raw data of a dataset; write the status JSON (never fails)."""
+    from sigprop.translation.datastatus import write_status
 
-        status = read_status(args.status)
-        if not status["available"]:
-            print(f"error: {status['message']}", file=sys.stderr)
-            return 2
-        res = iwslt.prepare(status["dataset"], status["source"], args.out)
-        print(json.dumps({k: res[k] for k in ("dataset", "splits", "bpe")}, indent=2))
-        return 0
-    if args.cmd == "train":
-        import torch
+    out = write_status(
+        args.out,
+        dataset=args.dataset,
+        local_dir=args.local_dir or None,
+        url=args.url or None,
+        sha256=args.sha256 or None,
+        cache_dir=args.cache_dir,
+        timeout=args.timeout,
+    )
+    print(json.dumps(out, indent=2))
+    return 0
 
-        from sigprop.translation.job import train_and_evaluate
 
-        if "OMP_NUM_THREADS" in os.environ:
-            torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-        summary = train_and_evaluate(
-            json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None
-        )
-        print(json.dumps(summary, indent=2, default=str))
-        return 0
+def prepare(args: argparse.Namespace) -> int:
+    """Preprocess the located raw data as fairseq does."""
+    from sigprop.translation.datastatus import read_status
+
+    located = read_status(args.status)
+    if not located["available"]:
+        print(f"error: {located['message']}", file=sys.stderr)
+        return 2
+    res = iwslt.prepare(located["dataset"], located["source"], args.out)
+    print(json.dumps({k: res[k] for k in ("dataset", "splits", "bpe")}, indent=2))
+    return 0
+
+
+def train(args: argparse.Namespace) -> int:
+    """One training run and its evaluation."""
+    import torch
+
+    from sigprop.translation.job import train_and_evaluate
+
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    summary = train_and_evaluate(
+        json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None
+    )
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def table1(args: argparse.Namespace) -> int:
+    """Eval tables -> the aggregated Table 1 and its csv/tex/png."""
     from sigprop.translation import tables
 
-    if args.cmd == "table1":
-        tables.write_table1(args.evals, args.aggregated, args.out_dir, json.loads(args.style))
-    else:
-        tables.write_table2(json.loads(args.config), args.out_dir, json.loads(args.style))
+    tables.write_table1(args.evals, args.aggregated, args.out_dir, json.loads(args.style))
     return 0
+
+
+def table2(args: argparse.Namespace) -> int:
+    """The config -> Table 2 csv/tex/png."""
+    from sigprop.translation import tables
+
+    tables.write_table2(json.loads(args.config), args.out_dir, json.loads(args.style))
+    return 0
+
+
+COMMANDS = {"status": status, "prepare": prepare, "train": train, "table1": table1, "table2": table2}
 
 
 if __name__ == "__main__":

@@ -9,8 +9,10 @@ Files in the run directory (``results/raw/translation/<dataset>/<method>/layers~
   ``diverged = true`` (then no evaluation);
 * ``checkpoint_best.pt``: the best validation checkpoint (``{"model", "update", "score"}``);
 * ``hypotheses.txt``: the test translations (BPE removed);
-* ``state/``: the loop's resumable ``last.pt``, ``best.pt`` and a JSON-lines log. A killed job
-  restarted with the same spec resumes there (``torch.load(weights_only=True)``).
+* ``state/``, while the job runs: the loop's resumable ``last.pt``, ``best.pt`` and a JSON-lines log. A killed
+  job restarted with the same spec and the same code (:func:`fingerprint`) resumes there
+  (``torch.load(weights_only=True)``); ``state/`` is deleted once every output above is written, so a rerun
+  (after a code or config change) trains from update 0.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from sigprop.codehash import code_hash
 from sigprop.io import atomic_path, config_hash, provenance, write_table
 from sigprop.train import TrainConfig, Trainer, pick_device
 from sigprop.translation.task import TranslationTask
@@ -44,9 +47,14 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def fingerprint(spec: Mapping[str, Any]) -> str:
-    """Identifies the training (not the evaluation): a checkpoint of another spec is not resumed."""
-    return config_hash({k: v for k, v in spec.items() if k not in ("evaluation", "config")})
+def fingerprint(spec: Mapping[str, Any], code: str | None = None) -> str:
+    """Identifies the training: the spec (not its evaluation) and the code the job imports.
+
+    ``code`` defaults to :func:`sigprop.codehash.code_hash` of the train_translation rule, the files its
+    Snakemake rule lists as code inputs: a checkpoint of another spec or written by other code is not resumed.
+    """
+    code = code_hash("train_translation") if code is None else code
+    return config_hash({"spec": {k: v for k, v in spec.items() if k not in ("evaluation", "config")}, "code": code})
 
 
 def resolve_device(name: str) -> torch.device:
@@ -130,7 +138,7 @@ def train_and_evaluate(
         result.wall_s,
     )
     keys = run_keys(spec)
-    meta = provenance(config=spec.get("config"), spec_hash=config_hash(spec), **keys)
+    meta = provenance(config=spec.get("config"), spec_hash=config_hash(spec), fingerprint=cfg.fingerprint, **keys)
     write_table(
         tidy_log(init_rows + result.rows, spec, result.diverged), out / "log.parquet", {**meta, "status": result.status}
     )
@@ -140,6 +148,7 @@ def train_and_evaluate(
         "config": spec.get("config"),
         "diverged": result.diverged,
         "updates": result.updates,
+        "resumed_from": result.resumed_from,  # 0: trained from update 0
         "best_update": result.best_update,
         "best_valid_loss": result.best_score,
         "train_wall_s": result.wall_s,
@@ -188,4 +197,5 @@ def train_and_evaluate(
         tmp.write_text(json.dumps({"summary": summary, "spec": spec, "provenance": meta}, indent=2, default=str) + "\n")
     row = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
     write_table(pd.DataFrame([row]), out / "eval.parquet", meta)
+    shutil.rmtree(state)  # every output is written: nothing to resume (a rerun trains from update 0)
     return summary
