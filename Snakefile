@@ -2,13 +2,21 @@
 #   snakemake --cores 2                               quick config, every figure (default)
 #   snakemake --cores 2 --configfile config/paper.yaml paper scale
 #   snakemake --cores 2 fig7                          one figure
+import sys
+
 from snakemake.utils import min_version
+
+from sigprop.config import ConfigError, load_config_file
 
 min_version("9.0")
 
 
 # The quick config is the default; `--configfile X` replaces it (rather than being merged over it).
 if not workflow.config_settings.configfiles:
+    try:  # a syntax error named with its line (Snakemake's own message names neither file nor line)
+        load_config_file("config/quick.yaml")
+    except ConfigError as err:
+        sys.exit(str(err))
 
     configfile: "config/quick.yaml"
 
@@ -38,6 +46,10 @@ rule all:
         TABLE2_FILES if "table2" in config.get("tables", []) else [],
         "results/checks.csv",
         "results/report/report.html",
+
+
+onstart:
+    remove_partial_files()
 
 
 onsuccess:

@@ -1,4 +1,7 @@
-"""Command line used by the Snakemake rules: ``python -m sigprop {simulate,train-toy,aggregate,plot,checks}``."""
+"""Command line used by the Snakemake rules: ``python -m sigprop {simulate,train-toy,aggregate,plot,checks}``.
+
+``python -m sigprop check-config FILE`` checks a config file's YAML syntax (naming the line) and its schema.
+"""
 
 from __future__ import annotations
 
@@ -97,6 +100,18 @@ def run_checks(args: argparse.Namespace) -> None:
     print(checks.summary(df))
 
 
+def check_config(args: argparse.Namespace) -> None:
+    """Check config files: YAML syntax (file, line, column) and the schema; exit 1 on the first bad one."""
+    from sigprop.config import ConfigError, check_config_file
+
+    for path in args.files:
+        try:
+            check_config_file(path, args.schema)
+        except ConfigError as err:
+            sys.exit(f"{path}: {err}" if not str(err).startswith(str(path)) else str(err))
+        print(f"{path}: valid")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point."""
     parser = argparse.ArgumentParser(prog="sigprop", description=__doc__)
@@ -128,6 +143,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--out", required=True)
     p.add_argument("tables", nargs="+")
     p.set_defaults(func=run_checks)
+    p = sub.add_parser("check-config", help="YAML syntax (with the line) and schema of config files")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--schema", default=str(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"))
+    p.set_defaults(func=check_config)
     args = parser.parse_args(argv)
     try:
         args.func(args)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import re
+from collections.abc import Mapping, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,11 @@ def _explain(err: jsonschema.ValidationError) -> str:
         return f"{where} = {err.instance!r} is not allowed; allowed values: {', '.join(map(str, err.validator_value))}"
     if err.validator == "required":
         return f"{where}: {err.message}"
+    if err.validator == "oneOf" and err.instance in ([], {}):
+        return (
+            f"{where} is empty: an empty grid has no point to run; give at least one key with a list of values, "
+            "or leave the key out"
+        )
     if err.validator == "oneOf" and err.context:
         return f"{where} = {err.instance!r}: " + "; or ".join(sorted({c.message for c in err.context}))
     return f"{where} = {err.instance!r}: {err.message}"
@@ -53,6 +59,128 @@ def _registry(root: Mapping) -> Any:
 def load_schema(path: str | Path) -> dict:
     """Read the YAML schema."""
     return yaml.safe_load(Path(path).read_text())
+
+
+def load_config_file(path: str | Path) -> dict:
+    """Read a YAML config file; a syntax error raises :class:`ConfigError` naming the file, line and column."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.MarkedYAMLError as err:
+        mark = err.problem_mark or err.context_mark
+        where = f"{path}, line {mark.line + 1}, column {mark.column + 1}" if mark else str(path)
+        text = f"{where}: YAML syntax error: {err.problem or err.context}"
+        if err.context and err.context_mark is not None and err.problem:
+            c = err.context_mark
+            text += f" ({err.context} at line {c.line + 1}, column {c.column + 1})"
+        raise ConfigError(text) from err
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: YAML syntax error: {err}") from err
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file is a YAML mapping (key: value lines), not {type(data).__name__}")
+    return data
+
+
+def check_config_file(path: str | Path, schema_path: str | Path) -> dict:
+    """Syntax and schema of one config file (``python -m sigprop check-config FILE``); returns the config."""
+    config = load_config_file(path)
+    coerce_to_schema(config, load_schema(schema_path))
+    validate_config(config, schema_path)
+    return config
+
+
+# ---------------------------------------------------------------- values given on the command line
+# `snakemake --config "experiments={norm_density: {seeds: 5}}"` hands nested values over as strings ('5'):
+# coerce_to_schema turns a string into the number or boolean the schema asks for where no string is allowed.
+
+
+def _alternatives(schema: Any, root: Mapping) -> list[Mapping]:
+    """The schemas an instance may match: $ref resolved, oneOf/anyOf flattened."""
+    if not isinstance(schema, Mapping):
+        return []
+    if "$ref" in schema:
+        ref = schema["$ref"].split("#/", 1)[-1]
+        target: Any = root
+        for part in ref.split("/"):
+            target = target[part]
+        return _alternatives(target, root)
+    alts = [a for key in ("oneOf", "anyOf") for sub in schema.get(key, []) for a in _alternatives(sub, root)]
+    return alts or [schema]
+
+
+def _types(schema: Mapping) -> list[str]:
+    kind = schema.get("type", [])
+    return [kind] if isinstance(kind, str) else list(kind)
+
+
+def _takes_string(text: str, schema: Mapping) -> bool:
+    if "const" in schema:
+        return schema["const"] == text
+    if "enum" in schema:
+        return text in schema["enum"]
+    if "string" in _types(schema) or not _types(schema):
+        return "pattern" not in schema or re.search(schema["pattern"], text) is not None
+    return False
+
+
+def _from_string(text: str, schema: Mapping) -> Any:
+    """``text`` as the first non-string type ``schema`` allows, or ``text`` itself."""
+    for kind in _types(schema) or ["integer", "number", "boolean"]:
+        if kind == "integer" and re.fullmatch(r"[+-]?\d+", text.strip()):
+            value: Any = int(text)
+        elif kind == "number" and re.fullmatch(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?", text.strip()):
+            value = float(text) if re.search(r"[.eE]", text) else int(text)
+        elif kind == "boolean" and text.strip().lower() in ("true", "false"):
+            value = text.strip().lower() == "true"
+        else:
+            continue
+        if "enum" not in schema or value in schema["enum"]:
+            return value
+    return text
+
+
+def _coerce(value: Any, schema: Any, root: Mapping) -> Any:
+    alts = _alternatives(schema, root)
+    if isinstance(value, str):
+        if not alts or any(_takes_string(value, a) for a in alts):
+            return value
+        for alt in alts:
+            new = _from_string(value, alt)
+            if new is not value:
+                return new
+        return value
+    if isinstance(value, MutableMapping):
+        for alt in alts:
+            if "object" in _types(alt) or "properties" in alt:
+                for key in list(value):
+                    sub = alt.get("properties", {}).get(key, alt.get("additionalProperties"))
+                    value[key] = _coerce(value[key], sub, root)
+                break
+    elif isinstance(value, list):
+        for alt in alts:
+            if "array" in _types(alt) or "items" in alt:
+                value[:] = [_coerce(v, alt.get("items"), root) for v in value]
+                break
+    return value
+
+
+def coerce_to_schema(config: MutableMapping, schema: Mapping) -> MutableMapping:
+    """Turn strings into the numbers and booleans the schema asks for, in place (grid, inner, fixed included)."""
+    _coerce(config, schema, schema)
+    params = {"$ref": "#/$defs/params"}
+    for exp in (config.get("experiments") or {}).values():
+        if not isinstance(exp, MutableMapping):
+            continue
+        if isinstance(exp.get("fixed"), MutableMapping):
+            _coerce(exp["fixed"], params, schema)
+        for key in ("grid", "inner"):
+            parts = exp.get(key)
+            for part in parts if isinstance(parts, list) else [parts]:
+                if isinstance(part, MutableMapping):
+                    for name, vals in part.items():
+                        sub = schema.get("$defs", {}).get("params", {}).get("properties", {}).get(name)
+                        if isinstance(vals, list) and sub is not None:
+                            vals[:] = [_coerce(v, sub, schema) for v in vals]
+    return config
 
 
 def validate_config(config: Mapping, schema_path: str | Path) -> None:

@@ -4,7 +4,13 @@ import sys
 from pathlib import Path
 
 from sigprop.codehash import code_files
-from sigprop.config import ConfigError, experiment_jobs, validate_config
+from sigprop.config import (
+    ConfigError,
+    coerce_to_schema,
+    experiment_jobs,
+    load_schema,
+    validate_config,
+)
 from sigprop.figures import EXPERIMENT_KINDS, FIGURES, TRAINING_EXPERIMENTS, figure_spec
 
 # Jobs run the code in this checkout's src/ (the files the rules declare as inputs).
@@ -13,6 +19,8 @@ shell.prefix(f"export PYTHONPATH='{SRC_ABS}':$PYTHONPATH; ")
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
 try:
+    # values given with --config arrive as strings ('5'): make them the schema's numbers and booleans
+    coerce_to_schema(config, load_schema(SCHEMA))
     validate_config(config, SCHEMA)
 except ConfigError as err:
     sys.exit(f"{err}\nFix the config file (the schema is {SCHEMA}).")
@@ -113,6 +121,17 @@ def figure_closure(figure):
     if figure_spec(figure).translation:
         files += data_files(DATASET)  # workflow/rules/translation_common.smk
     return list(dict.fromkeys(files))
+
+
+def remove_partial_files():
+    """Before the first job: delete the temporary files of writes killed mid-way (sigprop.io.atomic_path)."""
+    from sigprop.io import remove_partial_files as remove
+
+    removed = remove("results", "figures")
+    if removed:
+        print(
+            f"removed {len(removed)} partial file(s) left by an interrupted run, e.g. {removed[0]}"
+        )
 
 
 def print_checks_summary():
