@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 
@@ -34,10 +35,12 @@ from sigprop.data.iwslt import (
     read_lines,
 )
 
-SHARED = (Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "iwslt14").resolve()
+_BESIDE_REPO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "iwslt14"
+# the official dev/test data: $SIGPROP_IWSLT_DIR (as the workflow reads it), else ../shared/data/iwslt14
+SHARED = Path(os.environ.get("SIGPROP_IWSLT_DIR") or _BESIDE_REPO).resolve()
 needs_shared = pytest.mark.skipif(
     not (SHARED / "orig").is_dir(),
-    reason=f"shared IWSLT'14 dev/test data not found at {SHARED} (../shared relative to the repo)",
+    reason=f"IWSLT'14 dev/test data not found at {SHARED} (set SIGPROP_IWSLT_DIR, or place it in ../shared)",
 )
 UNREACHABLE = "http://127.0.0.1:9/x"  # discard port: connection refused, never the internet
 

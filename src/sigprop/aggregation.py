@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from sigprop import theory
 from sigprop.params import resolve_alpha
@@ -32,13 +33,98 @@ def ratio_ci(num: np.ndarray, den: np.ndarray, seed: int = 0) -> tuple[float, fl
     return point, float(lo), float(hi)
 
 
-def summarise(df: pd.DataFrame, by: Sequence[str], value: str = "value") -> pd.DataFrame:
-    """Group ``df`` by ``by`` and return mean, ci_low, ci_high and n_seeds of ``value``."""
+def summarise(df: pd.DataFrame, by: Sequence[str], value: str = "value", keep_seeds: bool = False) -> pd.DataFrame:
+    """Group ``df`` by ``by`` and return mean, ci_low, ci_high and n_seeds of ``value``.
+
+    ``keep_seeds``: also the seed-level values (list columns ``seeds`` and ``seed_values``, by seed), which
+    the statistical tests of :mod:`sigprop.checks` need.
+    """
     out = []
     for key, grp in df.groupby(list(by), sort=True):
         m, lo, hi = mean_ci(grp[value].to_numpy())
-        out.append((*key, m, lo, hi, len(grp)))
-    return pd.DataFrame(out, columns=[*by, "mean", "ci_low", "ci_high", "n_seeds"])
+        row = [*key, m, lo, hi, len(grp)]
+        if keep_seeds:
+            g = grp.sort_values("seed")
+            row += [g.seed.to_numpy(dtype=int), g[value].to_numpy(dtype=float)]
+        out.append(tuple(row))
+    cols = [*by, "mean", "ci_low", "ci_high", "n_seeds"] + (["seeds", "seed_values"] if keep_seeds else [])
+    return pd.DataFrame(out, columns=cols)
+
+
+# ---- the statistical tests behind the checks (sigprop.checks): seed-level values in, p-values/intervals out ----
+#
+# Why these tests (README "Checks"): every check is a test at level ALPHA over seeds, with the seeds as the
+# independent replicates. Student's t (scipy.stats.ttest_1samp / ttest_rel) is used for means because it is
+# exact for normal seed-level values and accounts for few seeds through its degrees of freedom (a percentile
+# bootstrap of 4-10 seeds under-covers, and a sign-flip test of 4 seeds cannot reach p < 0.05 at all).
+# Ratios of means (the correlation rho^l) enter as delta-method pseudo-values, whose mean is the ratio and whose
+# variance is the linearised variance. A family of comparisons (theory at every layer) is tested with a
+# Bonferroni-corrected band (level 1 - ALPHA/m for each of m points), so a figure fails by chance at most
+# ALPHA of the time, whatever the correlation between layers. A claim that must hold at every point is an
+# intersection-union test: each point at level ALPHA, no correction (Berger 1982).
+
+ALPHA = 0.05
+
+
+def _clean(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=float)
+    return x[np.isfinite(x)]
+
+
+def t_interval(x: np.ndarray, level: float) -> tuple[float, float]:
+    """Two-sided Student-t confidence interval of the mean of ``x`` at ``level`` (a point if ``x`` is constant)."""
+    x = _clean(x)
+    if len(x) < 2:
+        return np.nan, np.nan
+    if np.ptp(x) == 0:
+        return float(x[0]), float(x[0])
+    ci = stats.ttest_1samp(x, 0.0).confidence_interval(confidence_level=level)
+    return float(ci.low), float(ci.high)
+
+
+def t_pvalue(x: np.ndarray, popmean: float, alternative: str) -> float:
+    """One-sample t-test p-value of H1: mean(x) ``alternative`` ('greater', 'less') ``popmean``.
+
+    Constant ``x`` gives p = 0 where it lies strictly on the side of H1 and 1 otherwise (no variance to test).
+    """
+    x = _clean(x)
+    if len(x) < 2:
+        return np.nan
+    if np.ptp(x) == 0:
+        side = x[0] > popmean if alternative == "greater" else x[0] < popmean
+        return 0.0 if side else 1.0
+    return float(stats.ttest_1samp(x, popmean, alternative=alternative).pvalue)
+
+
+def paired_pvalue(x: np.ndarray, y: np.ndarray, alternative: str = "greater") -> float:
+    """Paired t-test p-value of H1: mean(x - y) ``alternative`` 0 (seeds matched by position)."""
+    return t_pvalue(np.asarray(x, float) - np.asarray(y, float), 0.0, alternative)
+
+
+def tost_relative(x: np.ndarray, target: float, margin: float) -> float:
+    """Equivalence test (two one-sided t-tests): p-value of H1: (1-margin) target < mean(x) < (1+margin) target."""
+    lo, hi = sorted((target * (1 - margin), target * (1 + margin)))
+    return max(t_pvalue(x, lo, "greater"), t_pvalue(x, hi, "less"))
+
+
+def bonferroni_level(m: int, alpha: float = ALPHA) -> float:
+    """Confidence level of each of ``m`` intervals whose union covers with probability >= 1 - alpha."""
+    return 1.0 - alpha / max(int(m), 1)
+
+
+def ratio_pseudo_values(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    """Delta-method pseudo-values of mean(num) / mean(den): mean = the ratio, variance = the linearised one."""
+    num, den = np.asarray(num, dtype=float), np.asarray(den, dtype=float)
+    r = num.mean() / den.mean()
+    return r + (num - r * den) / den.mean()
+
+
+def bootstrap_ci(samples: Sequence[np.ndarray], statistic: Callable[..., np.ndarray], level: float,
+                 seed: int = 0) -> tuple[float, float]:
+    """BCa bootstrap interval (scipy.stats.bootstrap) of a statistic of paired samples (seeds resampled jointly)."""
+    res = stats.bootstrap(tuple(np.asarray(s, float) for s in samples), statistic, paired=True, vectorized=True,
+                          confidence_level=level, n_resamples=4000, method="BCa", rng=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
 
 
 def _wide(df: pd.DataFrame, index: Sequence[str]) -> pd.DataFrame:
@@ -47,10 +133,14 @@ def _wide(df: pd.DataFrame, index: Sequence[str]) -> pd.DataFrame:
 
 
 def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """rho^l per group and layer: E[offdiag] / ((n-1) E|X|^2) over seeds, bootstrap interval, theory.
+    """rho^l and |X^l|^2 per group and layer: mean over seeds, bootstrap interval, theory, seed-level deviations.
 
-    The theory column is SPEC section 3 for uniform attention, linear, no LN, with the measured
-    mean input statistics (layer 0) and ``a1`` from the ``alpha`` (or ``alpha1``) column.
+    rho^l = E[offdiag] / ((n-1) E|X|^2) over seeds. The theory column is SPEC section 3 for uniform attention,
+    linear, no LN, with the mean input statistics (layer 0) and ``a1`` from the ``alpha`` (or ``alpha1``)
+    column. ``seed_dev`` holds per seed the measured minus the theoretical value, the theory conditional on
+    that seed's own input (the formulas are linear in the input statistics), as delta-method pseudo-values
+    for rho: their mean is exactly ``mean - theory``, and a t-interval of it accounts for the sampling error
+    of both the measurement and the input statistics the theory uses.
     """
     wide = _wide(raw, [*by, "n_tokens", "n_layers", "seed", "layer"])
     rows = []
@@ -59,12 +149,20 @@ def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
         n, n_layers = int(group["n_tokens"]), int(group["n_layers"])
         a1 = resolve_alpha(group.get("alpha", group.get("alpha1", 1.0)), n_layers)
         a2 = resolve_alpha(group.get("alpha", group.get("alpha2", 1.0)), n_layers)
-        layer0 = grp[grp.layer == 0]
+        layer0 = grp[grp.layer == 0].set_index("seed").sort_index()
         x_sq = layer0.sq_norm.mean()
         c0 = (layer0.offdiag + layer0.sq_norm).mean()
+        c0_seed = (layer0.offdiag + layer0.sq_norm).to_numpy()
+        sq0_seed = layer0.sq_norm.to_numpy()
         for layer, g in grp.groupby("layer"):
+            g = g.set_index("seed").loc[layer0.index]
             rho = ratio_ci(g.offdiag.to_numpy(), (n - 1) * g.sq_norm.to_numpy())
             norm = mean_ci(g.sq_norm.to_numpy())
+            sq_th = theory.sq_norm(n, sq0_seed, c0_seed, layer, a1, a2)
+            off_th = theory.inner_products(c0_seed, layer, a1, a2) - sq_th
+            rho_dev = ratio_pseudo_values(g.offdiag.to_numpy(), (n - 1) * g.sq_norm.to_numpy()) - (
+                ratio_pseudo_values(off_th, (n - 1) * sq_th)
+            )
             rows.append(
                 {
                     **group,
@@ -74,6 +172,8 @@ def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
                     "ci_low": rho[1],
                     "ci_high": rho[2],
                     "theory": float(theory.correlation(n, x_sq, c0, layer, a1)),
+                    "n_seeds": len(g),
+                    "seed_dev": rho_dev,
                 }
             )
             rows.append(
@@ -85,39 +185,76 @@ def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
                     "ci_low": norm[1],
                     "ci_high": norm[2],
                     "theory": float(theory.sq_norm(n, x_sq, c0, layer, a1, a2)),
+                    "n_seeds": len(g),
+                    "seed_dev": g.sq_norm.to_numpy() - sq_th,
                 }
             )
     return pd.DataFrame(rows)
 
 
-def encoder_init_table(raw: pd.DataFrame, norms: Sequence[str]) -> pd.DataFrame:
-    """Figs 3 and 9: token cosine, and Q/K/V gradient norms relative to layer 1, per alpha and layer."""
+#: the query/key convention of Figs 3, 4, 9 when the encoder_init experiment ran both (figS4 shows both)
+FIGURE_QK_FAN = "d_model"
+
+
+def _figure_convention(raw: pd.DataFrame) -> pd.DataFrame:
+    """The rows of Figs 3, 4, 9: those of FIGURE_QK_FAN if the raw tables hold several query/key conventions."""
+    if "qk_fan" not in raw or raw.qk_fan.nunique() <= 1:
+        return raw
+    return raw[raw.qk_fan == FIGURE_QK_FAN]
+
+
+def encoder_init_table(raw: pd.DataFrame, norms: Sequence[str], keys: Sequence[str] = ()) -> pd.DataFrame:
+    """Figs 3 and 9: token cosine, and Q/K/V gradient norms relative to layer 1, per alpha and layer.
+
+    ``keys``: further grouping columns (figS4: ``qk_fan``). Seed-level values are kept for the checks.
+    """
     raw = raw[raw.norm.isin(norms)]
-    cos = summarise(raw[raw.metric == "cosine"], ["norm", "alpha", "layer"]).assign(metric="cosine")
+    if "activation" in raw:  # Fig 4's linear, uniform-attention points are not part of Figs 3 and 9
+        raw = raw[(raw.activation == "relu") & (raw.attention == "softmax")]
+    by = ["norm", *keys, "alpha"]
+    cos = summarise(raw[raw.metric == "cosine"], [*by, "layer"], keep_seeds=True).assign(metric="cosine")
     grads = raw[raw.metric.str.startswith("grad_")].copy()
-    first = grads[grads.layer == 1].set_index(["norm", "alpha", "seed", "metric"]).value
-    grads["value"] = grads.value / first.loc[list(zip(grads.norm, grads.alpha, grads.seed, grads.metric))].to_numpy()
-    ratio = summarise(grads, ["norm", "alpha", "metric", "layer"])
+    first = grads[grads.layer == 1].set_index([*by, "seed", "metric"]).value
+    index = list(zip(*(grads[k] for k in [*by, "seed", "metric"])))
+    grads["value"] = grads.value / first.loc[index].to_numpy()
+    ratio = summarise(grads, [*by, "metric", "layer"], keep_seeds=True)
     ratio["metric"] = ratio.metric.str.replace("grad_w", "grad_ratio_")
     return pd.concat([cos, ratio], ignore_index=True)
 
 
 def fig03(raw: pd.DataFrame) -> pd.DataFrame:
     """POST-LN at init."""
-    return encoder_init_table(raw, ["post"])
+    return encoder_init_table(_figure_convention(raw), ["post"])
 
 
 def fig09(raw: pd.DataFrame) -> pd.DataFrame:
     """PRE-LN at init."""
-    return encoder_init_table(raw, ["pre"])
+    return encoder_init_table(_figure_convention(raw), ["pre"])
+
+
+def figS4(raw: pd.DataFrame) -> pd.DataFrame:
+    """Fig 3 under both query/key init conventions (``qk_fan``: d_model and d_k), POST-LN."""
+    if "qk_fan" not in raw or raw[raw.norm == "post"].qk_fan.nunique() < 2:
+        raise ValueError(
+            "figS4 compares qk_fan: d_model with qk_fan: d_k; add a POST-LN grid point with qk_fan: [d_k] "
+            "(and one with [d_model]) to experiments.encoder_init"
+        )
+    return encoder_init_table(raw, ["post"], keys=["qk_fan"])
 
 
 def fig04(raw: pd.DataFrame) -> pd.DataFrame:
-    """Correlation vs layer for PRE-LN, POST-LN and No-LN, unscaled and 1/sqrt(L)."""
+    """Correlation vs layer for PRE-LN, POST-LN and No-LN, unscaled and 1/sqrt(L).
+
+    The theory column is filled only where it applies: No-LN with linear activation and uniform attention
+    (the encoder_init grid point that runs Fig 4's theory setting); elsewhere it is NaN.
+    """
+    raw = _figure_convention(raw)
     keep = raw[raw.alpha.isin(["1", "1/sqrt(L)"]) & raw.metric.isin(["offdiag", "sq_norm"])]
-    table = correlation_table(keep, ["norm", "alpha"])
+    table = correlation_table(keep, ["norm", "activation", "attention", "alpha"])
     table = table[table.metric == "correlation"].copy()
-    table.loc[table.norm != "none", "theory"] = np.nan  # the theory holds without LN only
+    applies = (table.norm == "none") & (table.activation == "linear") & (table.attention == "uniform")
+    table.loc[~applies, "theory"] = np.nan  # the theory holds without LN, linear, uniform attention only
+    table.loc[~applies, "seed_dev"] = pd.Series([None] * int((~applies).sum()), index=table.index[~applies])
     return table
 
 
@@ -140,13 +277,13 @@ def fig10(raw: pd.DataFrame) -> pd.DataFrame:
         g = grp[grp.layer > 0][["seed", "layer", "sq_norm"]].copy()
         g["emp_mean"] = g.groupby("layer").sq_norm.transform("mean")
         g["theory_mean"] = theory.sq_norm(int(n), x_sq, c0, g.layer.to_numpy(), a, a)
-        frames.append(g.assign(attention=att, input_std=std))
+        frames.append(g.assign(attention=att, input_std=std, alpha=alpha, n_layers=int(n_layers)))
     return pd.concat(frames, ignore_index=True)
 
 
 def fig07(raw: pd.DataFrame) -> pd.DataFrame:
-    """Mean attention concentration vs d_k with 95% intervals."""
-    return summarise(raw, ["n_tokens", "d_v", "d_k"])
+    """Mean attention concentration vs d_k with 95% intervals (and the seed-level values)."""
+    return summarise(raw, ["n_tokens", "d_v", "d_k"], keep_seeds=True)
 
 
 def loglog_slope(x: np.ndarray, y: np.ndarray) -> float:
@@ -159,7 +296,9 @@ JACOBIAN_KEYS = ["n_tokens", "d_model", "s", "rho"]
 
 def fig11(raw: pd.DataFrame) -> pd.DataFrame:
     """Autodiff Jacobian norms vs the formulas, per attention kind and sweep point."""
-    table = summarise(raw, ["attention", *JACOBIAN_KEYS, "metric"])
+    # the sweeps share their centre point: count each (point, seed) once
+    raw = raw.drop_duplicates(["attention", *JACOBIAN_KEYS, "metric", "seed"])
+    table = summarise(raw, ["attention", *JACOBIAN_KEYS, "metric"], keep_seeds=True)
     args = [table[k].to_numpy() for k in JACOBIAN_KEYS]
     table["theory"] = np.where(table.metric == "grad_q_sq", theory.grad_q_sq(*args), theory.grad_v_sq(*args))
     return table
@@ -202,7 +341,7 @@ def fig05(raw: pd.DataFrame) -> pd.DataFrame:
     raw["layer"] = raw.layer.astype("Int64")
     per_layer = raw[raw.layer.notna()]
     table = summarise(per_layer, ["metric", "matrix", "layer", "step"])
-    glob = summarise(raw[raw.layer.isna()], ["metric", "step"]).assign(matrix="", layer=pd.NA)
+    glob = summarise(raw[raw.layer.isna()], ["metric", "step"], keep_seeds=True).assign(matrix="", layer=pd.NA)
     med = (
         per_layer[per_layer.metric == "eff_lr_median"]
         .pivot_table(index=["seed", "layer", "step"], columns="matrix", values="value")
@@ -211,10 +350,10 @@ def fig05(raw: pd.DataFrame) -> pd.DataFrame:
     ratios = pd.concat(
         [med[["seed", "layer", "step"]].assign(matrix=f"{a}/{b}", value=med[a] / med[b]) for a, b in EFF_LR_RATIOS]
     )
-    ratio = summarise(ratios, ["matrix", "layer", "step"]).assign(metric="eff_lr_ratio")
+    ratio = summarise(ratios, ["matrix", "layer", "step"], keep_seeds=True).assign(metric="eff_lr_ratio")
     out = pd.concat([table, ratio, glob], ignore_index=True)
     out["layer"] = out.layer.astype("Int64")
-    return out[["metric", "matrix", "layer", "step", "mean", "ci_low", "ci_high", "n_seeds"]]
+    return out[["metric", "matrix", "layer", "step", "mean", "ci_low", "ci_high", "n_seeds", "seeds", "seed_values"]]
 
 
 # ---- translation (Figs 1, 6, 14; Table 1): raw = log.parquet / eval.parquet of the training runs ----
@@ -296,6 +435,7 @@ AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "fig07": fig07,
     "fig08": fig08,
     "fig09": fig09,
+    "figS4": figS4,
     "fig10": fig10,
     "fig11": fig11,
     "fig12": fig12,

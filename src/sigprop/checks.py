@@ -8,8 +8,18 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 
-from sigprop.aggregation import loglog_slope
+from sigprop.aggregation import (
+    ALPHA,
+    bonferroni_level,
+    bootstrap_ci,
+    loglog_slope,
+    paired_pvalue,
+    t_interval,
+    t_pvalue,
+    tost_relative,
+)
 from sigprop.figures import CHECKED
+from sigprop.params import resolve_alpha
 
 
 @dataclass
@@ -25,115 +35,238 @@ class Check:
     applicable: bool = True  # False: reported only (e.g. Table 1 on the iwslt14-mini stand-in)
 
 
-def _within_or_inside(t: pd.DataFrame, rel_tol: float) -> tuple[float, bool]:
-    """Max relative deviation from theory; pass where each row is within ``rel_tol`` or theory lies in its interval."""
-    rel = (t["mean"] / t.theory - 1).abs()
-    inside = (t.theory >= t.ci_low) & (t.theory <= t.ci_high)
-    return float(rel.max()), bool(((rel <= rel_tol) | inside).all())
+# Every check is a statistical test at level ALPHA over the seeds (see sigprop.aggregation for the tests and
+# README "Checks" for why each was chosen). Two kinds:
+#  * "theory holds" (the null hypothesis is the paper's formula): the check fails only on evidence against
+#    the theory, i.e. when the theory leaves a simultaneous (Bonferroni) confidence band over all the points
+#    of the figure's family; a figure whose theory is right fails by chance at most ALPHA of the time;
+#  * "the paper's claim" (an inequality, an ordering, an equivalence): the check passes only on evidence for
+#    it, a one-sided t-test at level ALPHA; a claim that must hold at every point is an intersection-union
+#    test (each point at level ALPHA).
+
+
+def _p(p: float) -> str:
+    return "nan" if not np.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
+
+
+def theory_band(devs: list[np.ndarray], m: int | None = None) -> tuple[bool, int]:
+    """Whether 0 (measured = theory) lies inside every Bonferroni t-interval of the seed-level deviations.
+
+    ``m``: the family size (default: ``len(devs)``); returns (pass, number of points outside).
+    """
+    level = bonferroni_level(m if m is not None else len(devs))
+    outside = 0
+    for d in devs:
+        lo, hi = t_interval(d, level)
+        outside += int(not (lo <= 0.0 <= hi))
+    return outside == 0, outside
+
+
+def _rel_dev(t: pd.DataFrame) -> float:
+    return float((t["mean"] / t.theory - 1).abs().max())
+
+
+def _theory_checks(fig: str, groups: dict[str, pd.DataFrame], what: str = "theory") -> list[Check]:
+    """One check per group (name -> rows with ``mean``, ``theory``, ``seed_dev``), one Bonferroni family per figure."""
+    m = sum(len(g) for g in groups.values())
+    out = []
+    for name, g in groups.items():
+        ok, outside = theory_band(list(g.seed_dev), m)
+        n = int(g.n_seeds.min())
+        out.append(Check(f"{fig} {name} vs {what} (max rel. dev.)", fig, f"0 ({what})", _rel_dev(g),
+                         f"{what} inside the simultaneous 95% t-band (Bonferroni over {m} points, {n} seeds); "
+                         f"{outside} outside", ok))
+    return out
+
+
+def fig04(t: pd.DataFrame) -> list[Check]:
+    """No-LN, linear, uniform attention (the theory's own setting): rho^l inside the band at every layer >= 1."""
+    th = t[t.theory.notna() & (t.layer >= 1)]
+    groups = {f"No-LN linear uniform alpha={a} correlation": g for a, g in th.groupby("alpha")}
+    return _theory_checks("fig04", groups)
 
 
 def fig07(t: pd.DataFrame) -> list[Check]:
-    """Log-log slope near -2 where d_k >> d_v."""
-    tail = t[t.d_k >= 1024]
-    slope = loglog_slope(tail.d_k, tail["mean"]) if len(tail) >= 2 else np.nan
-    return [Check("fig07 log-log slope, d_k >= 1024", "fig07", "-2", slope, "0.3", bool(abs(slope + 2) <= 0.3))]
+    """Log-log slope -2 +- 0.3 where d_k >> d_v: equivalence test on a BCa bootstrap interval over seeds.
+
+    The slope fitted over d_k >= 1024 approaches -2 only asymptotically (SPEC: -1.92 at these d_k), so the
+    claim is an equivalence: the 90% interval (two one-sided tests at 5%) lies inside [-2.3, -1.7].
+    """
+    tail = t[t.d_k >= 1024].sort_values("d_k")
+    if len(tail) < 2:
+        return [Check("fig07 log-log slope, d_k >= 1024", "fig07", "-2", np.nan, "0.3", False)]
+    x = np.log(tail.d_k.to_numpy(float))
+
+    def slope(*cols: np.ndarray, axis: int = -1) -> np.ndarray:
+        y = np.log(np.stack([c.mean(axis=axis) for c in cols], axis=-1))
+        xc = x - x.mean()
+        return ((y - y.mean(axis=-1, keepdims=True)) * xc).sum(-1) / (xc**2).sum()
+
+    point = loglog_slope(tail.d_k, tail["mean"])
+    lo, hi = bootstrap_ci(list(tail.seed_values), slope, 1 - 2 * ALPHA)
+    ok = bool(-2.3 <= lo and hi <= -1.7)
+    return [Check("fig07 log-log slope, d_k >= 1024", "fig07", "-2 +- 0.3", point,
+                  f"90% BCa bootstrap interval [{lo:.2f}, {hi:.2f}] inside [-2.3, -1.7] (TOST, "
+                  f"{int(tail.n_seeds.min())} seeds)", ok)]
 
 
 def fig08(t: pd.DataFrame) -> list[Check]:
-    """Uniform attention: rho^l and |X^l|^2 within 5% of theory or theory inside the 95% interval."""
-    out = []
-    for (alpha, metric), g in t[t.attention == "uniform"].groupby(["alpha", "metric"]):
-        dev, ok = _within_or_inside(g, 0.05)
-        out.append(
-            Check(
-                f"fig08 uniform alpha={alpha} {metric} vs theory (max rel. dev.)",
-                "fig08",
-                "0 (theory)",
-                dev,
-                "5% or theory in 95% CI at every layer",
-                ok,
-            )
-        )
-    return out
+    """Uniform attention: rho^l and |X^l|^2 inside the simultaneous band at every layer >= 1."""
+    u = t[(t.attention == "uniform") & (t.layer >= 1)]
+    groups = {f"uniform alpha={a} {metric}": g for (a, metric), g in u.groupby(["alpha", "metric"])}
+    return _theory_checks("fig08", groups)
+
+
+#: Fig 10's centre panel: "uniform attention is an excellent approximation" read as within 10% at every depth
+FIG10_MARGIN = 0.10
+
+
+def _fig10_devs(g: pd.DataFrame) -> tuple[list[np.ndarray], pd.DataFrame]:
+    per = g.groupby("layer")
+    devs = [grp.sq_norm.to_numpy() - grp.theory_mean.iloc[0] for _, grp in per]
+    summary = per.agg(mean=("sq_norm", "mean"), theory=("theory_mean", "first"), n_seeds=("sq_norm", "size"))
+    return devs, summary
 
 
 def fig10(t: pd.DataFrame) -> list[Check]:
-    """Uniform panel: the empirical mean at every depth within 5% of theory."""
-    u = t[t.attention == "uniform"].drop_duplicates("layer")
-    dev = float((u.emp_mean / u.theory_mean - 1).abs().max())
-    return [
-        Check(
-            "fig10 uniform empirical mean vs theory (max rel. dev. over depths)",
-            "fig10",
-            "0 (theory)",
-            dev,
-            "0.05",
-            dev <= 0.05,
-        )
-    ]
+    """One check per panel (alpha x attention x input std) of the mean |X^l|^2 at depths 1..L.
+
+    * uniform attention: the theory inside the simultaneous band (Bonferroni over every uniform depth);
+    * softmax, input std 1/sqrt(d), alpha < 1: equivalent to the theory within FIG10_MARGIN at every depth
+      (TOST per depth, intersection-union); at alpha = 1 it deviates (see below);
+    * softmax, input std 1 (every alpha) and softmax, 1/sqrt(d), alpha = 1: the theory outside the
+      Bonferroni band over the depths at one depth at least (a difference, the family of depths corrected).
+    """
+    t = t.copy()
+    if "alpha" not in t:
+        t["alpha"] = "1"
+    t["input_std"] = t.input_std.astype(str)
+    out = []
+    uni = {a: g for a, g in t[t.attention == "uniform"].groupby("alpha")}
+    m_uni = sum(g.layer.nunique() for g in uni.values())
+    for alpha, g in uni.items():
+        devs, summ = _fig10_devs(g)
+        ok, outside = theory_band(devs, m_uni)
+        out.append(Check(f"fig10 alpha={alpha} uniform, std {g.input_std.iloc[0]}: mean |X^l|^2 vs theory "
+                         "(max rel. dev.)", "fig10", "0 (theory)", _rel_dev(summ),
+                         f"theory inside the simultaneous 95% t-band (Bonferroni over {m_uni} depths, "
+                         f"{int(summ.n_seeds.min())} seeds); {outside} outside", ok))
+    for (alpha, std), g in t[t.attention == "softmax"].groupby(["alpha", "input_std"]):
+        devs, summ = _fig10_devs(g)
+        name = f"fig10 alpha={alpha} softmax, std {std}: mean |X^l|^2 vs uniform-attention theory (max rel. dev.)"
+        a = resolve_alpha(alpha, int(g.n_layers.iloc[0])) if "n_layers" in g else float(alpha)
+        if std == "1/sqrt(d)" and a < 1:
+            ps = [tost_relative(grp.sq_norm.to_numpy(), grp.theory_mean.iloc[0], FIG10_MARGIN)
+                  for _, grp in g.groupby("layer")]
+            pmax = float(np.nanmax(ps))
+            out.append(Check(name, "fig10", f"within {FIG10_MARGIN:.0%} (approximation)", _rel_dev(summ),
+                             f"TOST at every depth (intersection-union), largest p = {_p(pmax)} < {ALPHA}",
+                             bool(pmax < ALPHA)))
+        else:
+            ok, outside = theory_band(devs)
+            out.append(Check(name, "fig10", "deviates", _rel_dev(summ),
+                             f"theory outside the simultaneous 95% t-band (Bonferroni over {len(devs)} depths) at "
+                             f">= 1 depth; {outside} outside", not ok))
+    return out
 
 
 def fig11(t: pd.DataFrame) -> list[Check]:
-    """Uniform attention: autodiff within 3% of the formulas (or formula inside the interval)."""
-    out = []
-    for metric, g in t[t.attention == "uniform"].groupby("metric"):
-        dev, ok = _within_or_inside(g, 0.03)
-        out.append(
-            Check(
-                f"fig11 uniform {metric} autodiff vs formula (max rel. dev.)",
-                "fig11",
-                "0 (formula)",
-                dev,
-                "3% or formula in 95% CI at every point",
-                ok,
-            )
-        )
+    """Uniform attention: autodiff vs the formulas inside the simultaneous band over every sweep point."""
+    u = t[t.attention == "uniform"].copy()
+    u["seed_dev"] = [np.asarray(v, float) - th for v, th in zip(u.seed_values, u.theory)]
+    groups = {f"uniform {metric} autodiff": g for metric, g in u.groupby("metric")}
+    out = _theory_checks("fig11", groups, "formula")
     soft = t[(t.attention == "softmax") & (t.metric == "grad_q_sq")]
-    dev = float((soft["mean"] / soft.theory - 1).abs().max())
-    out.append(
-        Check(
-            "fig11 softmax grad_q_sq vs formula (max rel. dev., shown, not required)",
-            "fig11",
-            "deviation grows with s",
-            dev,
-            "none",
-            True,
-        )
-    )
+    out.append(Check("fig11 softmax grad_q_sq vs formula (max rel. dev.; shown, not required)", "fig11",
+                     "deviation grows with s", _rel_dev(soft), "none", True, applicable=False))
     return out
+
+
+#: residual scales of Figs 3, 9 from the largest to the smallest (for L >= 16, where 1/sqrt(L) <= 0.25)
+ALPHA_ORDER = ["1", "0.5", "0.25", "1/sqrt(L)"]
+#: "past the first few layers" (SPEC section 6)
+FIRST_LAYER = 4
+
+
+def _seed_matrix(t: pd.DataFrame, metric: str, alpha: str, layers: list[int]) -> np.ndarray:
+    """(seeds, layers) seed-level values of one metric and alpha, seeds matched by id."""
+    g = t[(t.metric == metric) & (t.alpha == alpha)].set_index("layer").loc[layers]
+    frames = [pd.Series(v, index=s) for s, v in zip(g.seeds, g.seed_values)]
+    return pd.concat(frames, axis=1).to_numpy(dtype=float)
+
+
+def _value_at(t: pd.DataFrame, metric: str, alpha: str, layer: int) -> tuple[float, np.ndarray]:
+    r = t[(t.metric == metric) & (t.alpha == alpha) & (t.layer == layer)].iloc[0]
+    return float(r["mean"]), np.asarray(r.seed_values, float)
+
+
+def _threshold(fig: str, label: str, t: pd.DataFrame, metric: str, alpha: str, layer: int, op: str,
+               bound: float) -> Check:
+    """One-sided one-sample t-test over seeds: H1 mean ``op`` ``bound``."""
+    mean, vals = _value_at(t, metric, alpha, layer)
+    p = t_pvalue(vals, bound, "greater" if op == ">" else "less")
+    return Check(f"{fig} {label}", fig, f"{op} {bound:g}", mean,
+                 f"one-sided t-test over {len(vals)} seeds, p = {_p(p)} < {ALPHA}", bool(p < ALPHA))
 
 
 def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
-    """Monotone in alpha past the first layers; POST-LN collapse within 12 blocks; 1/sqrt(L) stays below 1."""
-    order = [a for a in ["1", "0.5", "0.25", "1/sqrt(L)"] if a in set(t.alpha)]
+    """Ordering in alpha past the first layers; POST-LN collapse within 12 blocks; 1/sqrt(L) stays below 1.
+
+    Ordering (cosine grows with alpha; the Q gradient ratio, in log10, falls): for each pair of adjacent
+    alphas, (a) a paired one-sided t-test over seeds of the depth average over layers >= FIRST_LAYER
+    (intersection-union over the pairs: each at ALPHA), and (b) no layer with a significant reversal (paired
+    one-sided t-tests, Bonferroni over layers x pairs): the ordering is shown on average over depth and
+    contradicted at no single layer.
+    """
+    last = int(t.layer.max())  # = L
+    order = sorted(set(t.alpha), key=lambda a: -resolve_alpha(a, last))  # largest alpha first
     out = []
-    for metric, sign in (("cosine", -1), ("grad_ratio_q", 1)):
-        w = t[(t.metric == metric) & (t.layer >= 4)].pivot(index="layer", columns="alpha", values="mean")[order]
-        mono = (np.sign(np.diff(w.to_numpy(), axis=1)) == sign).all(axis=1)
-        frac = float(mono.mean())
-        out.append(
-            Check(
-                f"{fig} {norm}: {metric} monotone in alpha (fraction of layers >= 4)",
-                fig,
-                "1.0",
-                frac,
-                "0",
-                frac == 1.0,
-            )
+    layers = sorted(int(v) for v in t.layer.unique() if v >= FIRST_LAYER)
+    for metric, sign, transform in (("cosine", 1, lambda v: v), ("grad_ratio_q", -1, np.log10)):
+        mats = {a: sign * transform(_seed_matrix(t, metric, a, layers)) for a in order}
+        pairs = list(zip(order[:-1], order[1:]))
+        p_avg = [paired_pvalue(mats[a].mean(1), mats[b].mean(1), "greater") for a, b in pairs]
+        m = len(layers) * len(pairs)
+        reversed_ = sum(
+            int(paired_pvalue(mats[a][:, j], mats[b][:, j], "less") < ALPHA / m)
+            for a, b in pairs for j in range(len(layers))
         )
-    cos = t[t.metric == "cosine"].set_index(["alpha", "layer"])["mean"]
-    last = int(t.layer.max())
+        word = "rises" if sign > 0 else "falls"
+        p_iut = float(np.nanmax(p_avg)) if p_avg else np.nan
+        n = mats[order[0]].shape[0]
+        out.append(Check(f"{fig} {norm}: {metric} {word} with alpha, depth average over layers >= {FIRST_LAYER}",
+                         fig, f"p < {ALPHA}", p_iut,
+                         f"paired one-sided t-tests over {n} seeds for each adjacent alpha pair "
+                         "(intersection-union: largest p)", bool(p_iut < ALPHA)))
+        out.append(Check(f"{fig} {norm}: {metric} significantly reversed in alpha at single layers >= {FIRST_LAYER}",
+                         fig, "0", float(reversed_),
+                         f"paired one-sided t-tests, Bonferroni over {m} layer x pair comparisons", reversed_ == 0))
     if norm == "post" and "1" in order:
-        c12 = float(cos.loc[("1", 12)])
-        q12 = float(t[(t.metric == "grad_ratio_q") & (t.alpha == "1") & (t.layer == 12)]["mean"].iloc[0])
-        out.append(Check(f"{fig} POST-LN alpha=1: cosine at layer 12", fig, "> 0.99", c12, "-", c12 > 0.99))
-        out.append(Check(f"{fig} POST-LN alpha=1: Q gradient ratio at layer 12", fig, "< 0.01", q12, "-", q12 < 0.01))
+        out.append(_threshold(fig, "POST-LN alpha=1: cosine at layer 12", t, "cosine", "1", 12, ">", 0.99))
+        out.append(_threshold(fig, "POST-LN alpha=1: Q gradient ratio at layer 12", t, "grad_ratio_q", "1", 12,
+                              "<", 0.01))
+        out.append(_threshold(fig, f"POST-LN alpha=1: V gradient ratio at the last layer ({last})", t,
+                              "grad_ratio_v", "1", last, ">", 1.0))
     if "1/sqrt(L)" in order:
-        cl = float(cos.loc[("1/sqrt(L)", last)])
-        out.append(
-            Check(f"{fig} {norm} alpha=1/sqrt(L): cosine at the last layer ({last})", fig, "< 0.9", cl, "-", cl < 0.9)
-        )
+        out.append(_threshold(fig, f"{norm} alpha=1/sqrt(L): cosine at the last layer ({last})", t, "cosine",
+                              "1/sqrt(L)", last, "<", 0.9))
     return out
+
+
+def figS4(t: pd.DataFrame) -> list[Check]:
+    """The query/key init changes Fig 3: at alpha = 1 the last layer's value-gradient ratio is larger with
+    variance 1/d_model than with 1/d_k (paired one-sided t-test over seeds: the same seeds draw the same
+    tokens and the same unscaled weights under both conventions)."""
+    last = int(t.layer.max())
+    r = t[(t.metric == "grad_ratio_v") & (t.alpha == "1") & (t.layer == last)].set_index("qk_fan")
+    a = pd.Series(r.loc["d_model"].seed_values, index=r.loc["d_model"].seeds)
+    b = pd.Series(r.loc["d_k"].seed_values, index=r.loc["d_k"].seeds)
+    common = a.index.intersection(b.index)
+    p = paired_pvalue(a[common].to_numpy(), b[common].to_numpy(), "greater")
+    diff = float(r.loc["d_model", "mean"] - r.loc["d_k", "mean"])
+    return [Check(f"figS4 POST-LN alpha=1: V gradient ratio at layer {last}, qk_fan d_model minus d_k", "figS4",
+                  "> 0", diff, f"paired one-sided t-test over {len(common)} seeds, p = {_p(p)} < {ALPHA}",
+                  bool(p < ALPHA))]
 
 
 def table1(t: pd.DataFrame) -> list[Check]:
@@ -157,45 +290,79 @@ def table1(t: pd.DataFrame) -> list[Check]:
     return out
 
 
-#: updates of the paper-scale toy run (SPEC row 5, [chosen]); shorter runs report the accuracy without requiring it
-FIG05_UPDATES = 2000
+#: runs shorter than this report the accuracy without requiring it (with the default init the toy reaches
+#: accuracy 1.0 by update 500; README "Assumptions")
+FIG05_UPDATES = 1000
+#: "learned": validation token accuracy at least this; "collapsed": below this after having learned
+#: (halfway between chance, 0.1, and 1)
+LEARNED, COLLAPSED = 0.95, 0.55
+
+
+def _per_seed(rows: pd.DataFrame) -> pd.DataFrame:
+    """Seed-level values of aggregated rows (list columns ``seeds``, ``seed_values``) as (step, seed, value)."""
+    return pd.DataFrame(
+        [(st, s, v) for st, ss, vs in zip(rows["step"], rows.seeds, rows.seed_values) for s, v in zip(ss, vs)],
+        columns=["step", "seed", "value"],
+    )
 
 
 def fig05(t: pd.DataFrame) -> list[Check]:
-    """Toy reversal: the task is learned, no seed diverged, and Adam's effective lr of Q and K exceeds V's.
+    """Toy reversal: every seed learns and none collapses afterwards, no seed diverged, and Adam's effective
+    lr of Q and K exceeds V's.
 
-    The ratio is that of the median effective lr (per seed, then averaged over seeds), as a geometric
-    mean over layers and over the log steps of the second half of training; the smallest layer is shown too.
+    Accuracy is measured per seed on 1024 fixed validation sequences (20480 tokens: binomial s.e. <= 0.004),
+    so "every seed reaches 0.95" and "no seed falls below 0.55 after reaching 0.95" are read off each run.
+    The ratio: per seed, the mean over layers and over the log steps of the second half of training of
+    log(median eff. lr of Wq / that of Wv); a one-sided t-test over seeds that its mean is > 0 (the seeds are
+    the replicates); the geometric mean ratio is reported.
     """
     glob = t[t.layer.isna()]
     last = int(t["step"].max())
     full = last >= FIG05_UPDATES
     tag = "" if full else f" [reported only: {last} < {FIG05_UPDATES} updates]"
-    acc = glob[glob.metric == "val_accuracy"]
-    final = float(acc[acc["step"] == acc["step"].max()]["mean"].iloc[0])
-    out = [Check(f"fig05 final validation token accuracy (mean over seeds){tag}", "fig05", ">= 0.95", final, "-",
-                 bool(final >= 0.95), full)]
+    acc = _per_seed(glob[glob.metric == "val_accuracy"]).sort_values(["seed", "step"])
+    final = acc.groupby("seed").value.last()
+    out = [Check(f"fig05 final validation token accuracy, smallest over seeds{tag}", "fig05", f">= {LEARNED}",
+                 float(final.min()), f"every one of {len(final)} seeds", bool(final.min() >= LEARNED), full)]
+    collapsed = 0
+    for _, g in acc.groupby("seed"):
+        learned = g.value.to_numpy() >= LEARNED
+        if learned.any():
+            after = g.value.to_numpy()[int(np.argmax(learned)):]
+            collapsed += int((after < COLLAPSED).any())
+    out.append(Check("fig05 seeds that collapse after learning", "fig05", "0", float(collapsed),
+                     f"accuracy < {COLLAPSED} after first reaching {LEARNED}, per seed", collapsed == 0))
     div = glob[glob.metric == "diverged"]
     frac = float(div[div["step"] == div["step"].max()]["mean"].iloc[0]) if len(div) else float("nan")
     out.append(Check("fig05 fraction of seeds that diverged", "fig05", "0", frac, "-", bool(frac == 0)))
     ratio = t[(t.metric == "eff_lr_ratio") & (t["step"] > last / 2)]
     for pair, g in ratio.groupby("matrix"):
-        per_layer = g.groupby("layer")["mean"].apply(lambda v: float(np.exp(np.log(v).mean())))
-        overall = float(np.exp(np.log(per_layer).mean()))
+        per_seed_rows = []
+        for layer, gl in g.groupby("layer"):
+            v = _per_seed(gl)
+            per_seed_rows.append(v.assign(layer=layer, log=np.log(v.value)))
+        long = pd.concat(per_seed_rows)
+        seed_means = long.groupby("seed").log.mean()
+        p = t_pvalue(seed_means.to_numpy(), 0.0, "greater")
         name = {"wq/wv": "Q/V", "wk/wv": "K/V"}.get(pair, pair)
         out.append(Check(f"fig05 effective lr ratio {name} (geometric mean over layers, 2nd half of training)",
-                         "fig05", "> 1", overall, "-", bool(overall > 1)))
+                         "fig05", "> 1", float(np.exp(seed_means.mean())),
+                         f"one-sided t-test of the per-seed mean log ratio over {len(seed_means)} seeds, "
+                         f"p = {_p(p)} < {ALPHA}", bool(p < ALPHA)))
+        per_layer = long.groupby("layer").log.mean()
         out.append(Check(f"fig05 effective lr ratio {name}, smallest layer (layer {int(per_layer.idxmin())}; shown)",
-                         "fig05", "> 1", float(per_layer.min()), "none", True))
+                         "fig05", "> 1", float(np.exp(per_layer.min())), "none", True, applicable=False))
     return out
 
 
 CHECKS: dict[str, Callable[[pd.DataFrame], list[Check]]] = {
     "fig03": lambda t: _encoder_checks(t, "fig03", "post"),
+    "fig04": fig04,
     "fig05": fig05,
     "fig07": fig07,
     "fig08": fig08,
     "fig09": lambda t: _encoder_checks(t, "fig09", "pre"),
+    "figS4": figS4,
     "fig10": fig10,
     "fig11": fig11,
     "table1": table1,

@@ -50,30 +50,47 @@ def _stack_config(p: Params, **over: Any) -> ModelConfig:
     return ModelConfig(**cfg)
 
 
+#: Figs 3, 4, 9 where a parameter point leaves them out (README "Assumptions")
+ENCODER_INIT_DEFAULTS = {"qk_fan": "d_model", "readout": "head"}
+
+
 def encoder_init(p: Params, seeds: list[int]) -> pd.DataFrame:
     """Figs 3, 4, 9: token cosine, correlation statistics and Q/K/V gradient norms per layer at init.
 
     Random token ids (``n_tokens`` from ``vocab``), N(0,1) embeddings plus sinusoidal positions,
-    cross-entropy of the tied read-out against random targets.
+    cross-entropy against random targets of a read-out: ``readout: head`` (default) a separate
+    N(0, 1/d) linear map, ``tied`` the embedding matrix (logits with std about sqrt(d): a saturated
+    softmax). ``qk_fan`` (default ``d_model``): variance 1/d_model or 1/d_k of queries and keys.
+    ``logit_std`` (logged at layer L) is the std of the read-out's logits.
     """
+    p = {**ENCODER_INIT_DEFAULTS, **p}
+    if p["readout"] not in {"tied", "head"}:
+        raise ValueError(f"readout {p['readout']!r}: use 'head' or 'tied'")
     cfg = _stack_config(p)
     dtype = DTYPES[p.get("dtype", "float32")]
-    model = Encoder(cfg, vocab=int(p["vocab"]), emb_std=1.0, max_len=int(p["n_tokens"])).to(dtype)
+    vocab, n, d = int(p["vocab"]), int(p["n_tokens"]), cfg.d_model
+    model = Encoder(cfg, vocab=vocab, emb_std=1.0, max_len=n).to(dtype)
     rows: list[dict] = []
     for seed in seeds:
         g = torch.Generator().manual_seed(seed)
         model.reset_parameters(g)
         model.zero_grad(set_to_none=True)
-        tokens = torch.randint(0, int(p["vocab"]), (1, int(p["n_tokens"])), generator=g)
-        targets = torch.randint(0, int(p["vocab"]), (1, int(p["n_tokens"])), generator=g)
+        tokens = torch.randint(0, vocab, (1, n), generator=g)
+        targets = torch.randint(0, vocab, (1, n), generator=g)
         out, hidden = model(tokens)
-        loss = F.cross_entropy(model.logits(out)[0], targets[0])
+        if p["readout"] == "head":
+            head = torch.randn(vocab, d, generator=g, dtype=dtype) / math.sqrt(d)
+            logits = out[0] @ head.T
+        else:
+            logits = model.logits(out)[0]
+        loss = F.cross_entropy(logits, targets[0])
         loss.backward()
         h = torch.stack([x[0].detach() for x in hidden])  # (L+1, n, d)
         offdiag, sq = inner_product_stats(h)
         rows += _rows(seed, {"cosine": token_cosine(h), "offdiag": offdiag, "sq_norm": sq})
         g_norms = grad_norms(model.stack.blocks)
         rows += _rows(seed, {f"grad_{k}": v for k, v in g_norms.items()}, first_layer=1)
+        rows += _rows(seed, {"logit_std": [float(logits.detach().std())]}, first_layer=cfg.n_layers)
     return pd.DataFrame(rows)
 
 

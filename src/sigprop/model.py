@@ -28,7 +28,7 @@ from sigprop.params import resolve_alpha
 Norm = Literal["post", "pre", "none"]
 AttentionKind = Literal["softmax", "uniform"]
 Activation = Literal["relu", "linear"]
-Init = Literal["paper", "glorot"]
+Init = Literal["paper", "glorot", "torch"]
 
 
 @dataclass
@@ -319,7 +319,12 @@ def init_paper_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator 
     Queries and keys: variance 1/d_k (``qk_fan='d_k'``, per head) or 1/d_model; values,
     output and feed-forward weights: 1/fan_in (2/fan_in for W1 with ReLU). ``init='glorot'``
     gives queries and keys 2/(d_model + d_k). Biases are zero; LayerNorms are reset.
+    ``init='torch'``: PyTorch's default ``nn.Linear`` init instead, weight and bias
+    U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for every linear layer (drawn from ``generator``).
     """
+    if cfg.init == "torch":
+        _init_torch_default_(module, cfg, generator)
+        return
     qk_fan = cfg.d_k if cfg.qk_fan == "d_k" else cfg.d_model
     for m in module.modules():
         if isinstance(m, MultiHeadAttention):
@@ -342,6 +347,22 @@ def init_paper_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator 
             m.reset_parameters()
         if isinstance(m, nn.Linear) and m.bias is not None:
             m.bias.zero_()
+
+
+@torch.no_grad()
+def _init_torch_default_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator | None) -> None:
+    """``nn.Linear.reset_parameters`` (kaiming_uniform with a = sqrt(5)) with a generator; alphas and LNs reset."""
+    for m in module.modules():
+        if isinstance(m, nn.Linear):
+            bound = 1.0 / math.sqrt(m.in_features)
+            m.weight.uniform_(-bound, bound, generator=generator)
+            if m.bias is not None:
+                m.bias.uniform_(-bound, bound, generator=generator)
+        elif isinstance(m, _Block):
+            m.alpha1.fill_(resolve_alpha(cfg.alpha1, cfg.n_layers))
+            m.alpha2.fill_(resolve_alpha(cfg.alpha2, cfg.n_layers))
+        elif isinstance(m, nn.LayerNorm):
+            m.reset_parameters()
 
 
 class Encoder(nn.Module):

@@ -2,11 +2,14 @@
 
 SPEC row 5 [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinusoidal positions, a
 5-layer POST-LN encoder with one head and a ReLU feed-forward layer, alpha1 = alpha2 = 1, Adam
-(0.9, 0.999), lr 0.01, no weight decay. [chosen]: FFN width 64, batch 64, 2000 updates, 5 seeds, the
-tied read-out ``logits = h E^T`` (the 10 output classes are the 10 input digits, so the embedding
-matrix serves both; ``readout: head`` adds a separate linear head instead), and a linear lr warm-up
-(``warmup`` updates; config/paper.yaml: 1000): at a constant lr 0.01 this POST-LN model does not learn
-the task reliably (README "Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
+(0.9, 0.999), lr 0.01, no weight decay, no warm-up (the paper mentions none). [chosen]: FFN width 64,
+batch 64, 2000 updates, 5 seeds, the tied read-out ``logits = h E^T`` (the 10 output classes are the 10
+input digits, so the embedding matrix serves both; ``readout: head`` adds a separate linear head
+instead), and PyTorch's default ``nn.Linear`` initialisation (``init: torch``, what
+``nn.TransformerEncoderLayer`` gives; embeddings N(0, 1)). ``init: paper`` gives the theory init of
+Figs 3, 4, 9 (every residual branch as large as the skip), with which this POST-LN model does not learn
+reliably at a constant lr 0.01; ``warmup`` > 0 adds a linear lr warm-up over that many updates (README
+"Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
 
 What is logged (tidy rows: ``step`` (the update), ``metric``, ``value``, and ``layer``/``matrix`` per layer):
 
@@ -56,6 +59,7 @@ DEFAULTS: dict[str, Any] = {
     "vocab": 10,
     "emb_std": 1.0,
     "readout": "tied",
+    "init": "torch",
     "batch_size": 64,
     "max_updates": 2000,
     "lr": 0.01,
@@ -96,12 +100,17 @@ class ReversalModel(nn.Module):
         return self.encoder.stack.blocks
 
     def reset_parameters(self, generator: torch.Generator) -> None:
-        """Paper init for the encoder; the head (if any) N(0, 1/d) with zero bias."""
+        """The encoder's ``cfg.init``; the head (if any) N(0, 1/d) with zero bias, or torch's default for ``torch``."""
         self.encoder.reset_parameters(generator)
         if self.head is not None:
             with torch.no_grad():
-                self.head.weight.normal_(0.0, self.head.in_features**-0.5, generator=generator)
-                self.head.bias.zero_()
+                if self.encoder.cfg.init == "torch":
+                    bound = self.head.in_features**-0.5
+                    self.head.weight.uniform_(-bound, bound, generator=generator)
+                    self.head.bias.uniform_(-bound, bound, generator=generator)
+                else:
+                    self.head.weight.normal_(0.0, self.head.in_features**-0.5, generator=generator)
+                    self.head.bias.zero_()
 
     def forward(self, tokens: Tensor) -> Tensor:
         """Logits (batch, n, vocab)."""

@@ -1,39 +1,65 @@
-"""Shared layout of Figs 3 and 9 (POST-LN / PRE-LN encoder at init)."""
+"""Shared layout of Figs 3 and 9 (POST-LN / PRE-LN encoder at init) and of Fig S4 (one row per init)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
 from sigprop.plotting.style import ALPHA_LABELS, Style, band
 
 ALPHAS = ["1", "0.5", "0.25", "1/sqrt(L)"]
+PANELS = [
+    ("cosine", "token cosine"),
+    ("grad_ratio_q", r"$|\nabla W_Q^l| / |\nabla W_Q^1|$"),
+    ("grad_ratio_v", r"$|\nabla W_V^l| / |\nabla W_V^1|$"),
+]
 
 
-def plot_encoder_init(table: pd.DataFrame, style: Style, norm_label: str) -> Figure:
-    """(a) token cosine, (b) |grad Wq|, |grad Wk| over layer 1, (c) |grad Wv| over layer 1, per alpha."""
-    fig, axes = style.figure(1, 3, height_ratio=0.95)
-    alphas = [a for a in ALPHAS if a in set(table.alpha)] + sorted(set(table.alpha) - set(ALPHAS))
-    colors = dict(zip(alphas, style.colors(len(alphas))))
-    panels = [
-        ("cosine", "token cosine", "(a)"),
-        ("grad_ratio_q", r"$|\nabla W_Q^l| / |\nabla W_Q^1|$", "(b)"),
-        ("grad_ratio_v", r"$|\nabla W_V^l| / |\nabla W_V^1|$", "(c)"),
-    ]
-    for ax, (metric, ylabel, tag) in zip(axes, panels):
+def _draw_row(axes: np.ndarray, table: pd.DataFrame, colors: dict, alphas: list[str], title: str, tags: str) -> None:
+    for ax, (metric, ylabel), tag in zip(axes, PANELS, tags):
         for alpha in alphas:
             t = table[(table.metric == metric) & (table.alpha == alpha)].sort_values("layer")
             band(ax, t.layer, t["mean"], t.ci_low, t.ci_high, colors[alpha], ALPHA_LABELS.get(alpha, alpha))
             if metric == "grad_ratio_q":
                 k = table[(table.metric == "grad_ratio_k") & (table.alpha == alpha)].sort_values("layer")
                 ax.plot(k.layer, k["mean"], color=colors[alpha], ls=":", lw=1.0)
+        if metric == "grad_ratio_v":
+            ax.axhline(1.0, color="grey", lw=0.6, ls="--")
         ax.set_xlabel("layer")
         ax.set_ylabel(ylabel)
-        ax.set_title(f"{tag} {norm_label}", loc="left")
+        ax.set_title(f"({tag}) {title}", loc="left")
         if metric == "grad_ratio_q":
             ax.set_yscale("log")
     axes[0].set_ylim(0, 1.02)
-    axes[1].plot([], [], color="grey", ls=":", lw=1.0, label=r"keys $W_K$ (dotted)")
-    handles, labels = axes[1].get_legend_handles_labels()
+
+
+def _alphas(tables: list[pd.DataFrame]) -> list[str]:
+    present = set().union(*(set(t.alpha) for t in tables))
+    return [a for a in ALPHAS if a in present] + sorted(present - set(ALPHAS))
+
+
+def plot_encoder_init(table: pd.DataFrame, style: Style, norm_label: str) -> Figure:
+    """(a) token cosine, (b) |grad Wq|, |grad Wk| over layer 1, (c) |grad Wv| over layer 1, per alpha."""
+    return plot_encoder_init_rows([("", table)], style, norm_label)
+
+
+def plot_encoder_init_rows(rows: list[tuple[str, pd.DataFrame]], style: Style, norm_label: str) -> Figure:
+    """One row of the three panels per (label, table); the value panels of all rows share their y range."""
+    fig, axes = style.figure(len(rows), 3, height_ratio=0.95, squeeze=False)
+    alphas = _alphas([t for _, t in rows])
+    colors = dict(zip(alphas, style.colors(len(alphas))))
+    letters = "abcdefghijkl"
+    for i, ((label, table), row) in enumerate(zip(rows, axes)):
+        title = f"{norm_label}, {label}" if label else norm_label
+        _draw_row(row, table, colors, alphas, title, letters[3 * i: 3 * i + 3])
+    if len(rows) > 1:
+        for col in (1, 2):
+            lo = min(ax.get_ylim()[0] for ax in axes[:, col])
+            hi = max(ax.get_ylim()[1] for ax in axes[:, col])
+            for ax in axes[:, col]:
+                ax.set_ylim(lo, hi)
+    axes[0, 1].plot([], [], color="grey", ls=":", lw=1.0, label=r"keys $W_K$ (dotted)")
+    handles, labels = axes[0, 1].get_legend_handles_labels()
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return fig

@@ -40,14 +40,20 @@ def translation_step(
     positions only, in one chunked pass (:func:`methods.linear_label_smoothed_nll`); otherwise the
     full (batch, n, vocab) logits and :func:`methods.label_smoothed_nll`. Equal up to rounding.
     """
-    if fused and isinstance(model, EncoderDecoder):
-        out, _ = model.features(batch["src"], batch["prev"])
-        loss_sum, nll_sum = methods.linear_label_smoothed_nll(out, model.embed.weight, batch["tgt"], eps, pad)
-    else:
-        logits, _ = model(batch["src"], batch["prev"])
-        loss_sum, nll_sum = methods.label_smoothed_nll(logits, batch["tgt"], eps, pad)
+    loss_sum, nll_sum = loss_sums(model, batch, eps, pad, fused)
     ntok = batch["ntokens"].float()
     return {"loss": loss_sum / ntok, "nll": nll_sum.detach() / ntok, "tokens": ntok}
+
+
+def loss_sums(
+    model: torch.nn.Module, batch: Mapping[str, Tensor], eps: float, pad: int, fused: bool = True
+) -> tuple[Tensor, Tensor]:
+    """Label-smoothed loss and NLL summed over the batch's target tokens (see :func:`translation_step`)."""
+    if fused and isinstance(model, EncoderDecoder):
+        out, _ = model.features(batch["src"], batch["prev"])
+        return methods.linear_label_smoothed_nll(out, model.embed.weight, batch["tgt"], eps, pad)
+    logits, _ = model(batch["src"], batch["prev"])
+    return methods.label_smoothed_nll(logits, batch["tgt"], eps, pad)
 
 
 class EpochBatches:
@@ -175,8 +181,7 @@ class TranslationTask:
         loss = nll = ntok = 0.0
         for idx in self.valid_batches:
             batch = to_device(make_batch(self.valid, idx, self.pad, self.eos), self.device)
-            logits, _ = model(batch["src"], batch["prev"])
-            ls, nl = methods.label_smoothed_nll(logits, batch["tgt"], self.eps, self.pad)
+            ls, nl = loss_sums(model, batch, self.eps, self.pad, self.fused_loss)
             loss, nll, ntok = loss + float(ls), nll + float(nl), ntok + float(batch["ntokens"])
         return {"valid_loss": loss / ntok, "valid_nll": nll / ntok}
 
