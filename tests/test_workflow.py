@@ -7,8 +7,11 @@ Tests marked ``slow`` start Snakemake (seconds to a minute each); they run by de
 from __future__ import annotations
 
 import copy
+import os
 import re
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -47,8 +50,14 @@ def _bad_grid_enum(cfg: dict) -> dict:
     return cfg
 
 
+def _empty_grid(cfg: dict) -> dict:
+    cfg["experiments"]["signal_propagation"]["grid"] = []  # would run one point instead of the sweep
+    return cfg
+
+
 # (make the bad config, what the message must name)
 BAD_CONFIGS = {
+    "empty grid": (_empty_grid, ["experiments.signal_propagation.grid is empty", "leave the key out"]),
     "top-level key": (_bad_top_level, ["'figure'", "allowed keys", "experiments", "figures", "name", "style"]),
     "key in fixed": (_bad_fixed_key, ["'d_modle'", "signal_propagation", "allowed keys", "d_model", "n_tokens"]),
     "enum in grid": (
@@ -276,6 +285,48 @@ def test_e2e_same_seed_bit_identical_raw_table(e2e, tmp_path, snakemake):
     pd.testing.assert_frame_equal(before, after, check_exact=True)
     assert before.equals(after)
     assert before.value.to_numpy().tobytes() == after.value.to_numpy().tobytes()
+
+
+@pytest.mark.slow
+def test_e2e_corrupt_raw_table_is_named_and_nothing_good_is_lost(e2e, tmp_path, snakemake):
+    wd = tmp_path / "wf"
+    shutil.copytree(e2e, wd, symlinks=True)
+    raw = "results/raw/signal_propagation/attention~uniform/alpha~1/seeds~0-7.parquet"
+    agg, fig = wd / "results/aggregated/fig08.parquet", wd / "figures" / f"{FIGURES['fig08'].stem}.png"
+    agg_bytes, fig_bytes = agg.read_bytes(), fig.read_bytes()
+    data = (wd / raw).read_bytes()
+    (wd / raw).write_bytes(data[: len(data) // 2])  # truncated, as by a full disk or an interrupted copy
+    proc = snakemake(wd, "--cores", "1", "fig8", "--configfile", "tiny.yaml")
+    assert proc.returncode != 0
+    # the message names the file and the command that rebuilds it, in Snakemake's own output
+    assert f"{raw} cannot be read as a parquet table" in proc.stdout, proc.stdout[-4000:]
+    command = f"rm '{raw}' && snakemake --cores 1 fig08"
+    assert command in proc.stdout, proc.stdout[-4000:]
+    assert agg.read_bytes() == agg_bytes and fig.read_bytes() == fig_bytes  # the good table and figure kept
+    (wd / raw).unlink()  # the command of the message, with this run's config
+    proc = snakemake(wd, "--cores", "1", "fig08", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert _job_counts(proc.stdout) == {"simulate": 1, "aggregate": 1, "plot": 1, "fig08": 1}
+    assert pd.read_parquet(wd / raw).equals(pd.read_parquet(e2e / raw))  # the same seeds give the same table
+
+
+@pytest.mark.slow
+def test_e2e_partial_file_of_a_killed_write_is_removed_by_the_next_run(e2e, tmp_path, snakemake):
+    wd = tmp_path / "wf"
+    shutil.copytree(e2e, wd, symlinks=True)
+    raw = wd / "results/raw/attention_concentration/all/seeds~0-3.parquet"
+    code = (
+        "import os, signal, sys\nfrom sigprop.io import atomic_path\n"
+        "with atomic_path(sys.argv[1]) as tmp:\n"
+        "    tmp.write_bytes(b'half')\n    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    subprocess.run([sys.executable, "-c", code, str(raw)], env={**os.environ, "PYTHONPATH": str(wd / "src")})
+    (partial,) = [p for p in raw.parent.iterdir() if p.name.endswith(".partial")]
+    raw.unlink()
+    proc = snakemake(wd, "--cores", "1", "fig7", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    assert "removed 1 partial file(s) left by an interrupted run" in proc.stdout
+    assert not partial.exists() and [p.name for p in raw.parent.iterdir()] == [raw.name]
 
 
 @pytest.mark.slow
