@@ -429,6 +429,93 @@ def table1(raw: pd.DataFrame, paper: dict[str, float] | None = None) -> pd.DataF
     return table.sort_values(["_order", "layers"]).drop(columns="_order").reset_index(drop=True)
 
 
+# ---- supplementary figures S1-S3 (docs/supplementary.md) ----
+
+#: Fig S1 run keys: one model = a method at one tau (``tau_at``: its final value or update 0) and depth
+METHOD_INIT_KEYS = ["dataset", "method", "method_label", "tau_at", "tau", "layers"]
+
+
+def figS1(raw: pd.DataFrame) -> pd.DataFrame:
+    """Translation models at init: per model, side and layer, the token cosine and |grad W^l| / |grad W^1| for
+    Wq, Wk, Wv (ratio per seed, then mean), with 95% intervals and the seed-level values; ``loss`` per model.
+
+    A ratio is NaN where the gradient is exactly 0 at layer 1: ReZero (alpha = 0: no attention weight gets a
+    gradient at init) and tau = 0 (uniform attention: the queries and keys get none).
+    """
+    keys = [*METHOD_INIT_KEYS, "side"]
+    cos = summarise(raw[raw.metric == "cosine"], [*keys, "layer"], keep_seeds=True).assign(metric="cosine")
+    grads = raw[raw.metric.str.startswith("grad_")].copy()
+    first = grads[grads.layer == 1].set_index([*keys, "seed", "metric"]).value
+    index = list(zip(*(grads[k] for k in [*keys, "seed", "metric"])))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        grads["value"] = grads.value.to_numpy() / first.loc[index].to_numpy()
+    ratio = summarise(grads, [*keys, "metric", "layer"], keep_seeds=True)
+    ratio["metric"] = ratio.metric.str.replace("grad_w", "grad_ratio_")
+    loss = summarise(raw[raw.metric == "loss"], [*keys, "layer"], keep_seeds=True).assign(metric="loss")
+    return pd.concat([cos, ratio, loss], ignore_index=True)
+
+
+def _scaled_alpha(alpha: str) -> bool:
+    """Whether a residual scale is written as alpha^2 = 1/L (the scaling of the L -> infinity limits)."""
+    return str(alpha).replace(" ", "") in {"1/sqrt(L)", "1/sqrtL"}
+
+
+def figS2(raw: pd.DataFrame) -> pd.DataFrame:
+    """Last layer (l = L) of stacks of depth L: rho^L and |X^L|^2 with the finite-L closed form (``theory``,
+    seed-level deviations ``seed_dev`` as :func:`correlation_table`), the L -> infinity limit (``limit``) and
+    the seed-level values (``seed_values``).
+
+    alpha = 1/sqrt(L) is alpha^2 = a/L with a = 1: limits :func:`sigprop.theory.correlation_limit` and
+    :func:`sigprop.theory.sq_norm_limit` (from the mean input statistics); constant alpha: rho -> 1, the norm
+    diverges (``limit`` = inf).
+    """
+    table = correlation_table(raw[raw.metric.isin(["offdiag", "sq_norm"])], ["attention", "alpha"])
+    table = table[table.layer == table.n_layers].copy()
+    layer0 = raw[raw.layer == 0].pivot_table(index=["attention", "alpha", "n_tokens", "n_layers", "seed"],
+                                             columns="metric", values="value").reset_index()
+    stats0 = layer0.groupby(["attention", "alpha", "n_tokens", "n_layers"]).agg(
+        x_sq=("sq_norm", "mean"), offdiag=("offdiag", "mean"))
+    last = _wide(raw[raw.layer == raw.n_layers], ["attention", "alpha", "n_tokens", "n_layers", "seed"])
+    last = last.set_index(["attention", "alpha", "n_tokens", "n_layers"]).sort_index()
+    limits, seed_values = [], []
+    for _, r in table.iterrows():
+        key = (r.attention, r.alpha, r.n_tokens, r.n_layers)
+        s0 = stats0.loc[key]
+        n, c0 = int(r.n_tokens), float(s0.x_sq + s0.offdiag)
+        g = last.loc[[key]].sort_values("seed")
+        seed_values.append(ratio_pseudo_values(g.offdiag.to_numpy(), (n - 1) * g.sq_norm.to_numpy())
+                           if r.metric == "correlation" else g.sq_norm.to_numpy(dtype=float))
+        if _scaled_alpha(r.alpha):
+            lim = (theory.correlation_limit(n, s0.x_sq, c0, 1.0) if r.metric == "correlation"
+                   else theory.sq_norm_limit(n, s0.x_sq, c0, 1.0, 1.0))
+        else:
+            lim = 1.0 if r.metric == "correlation" else np.inf
+        limits.append(lim)
+    table["limit"] = limits
+    table["seed_values"] = seed_values  # rho: delta-method pseudo-values (their mean is rho^L)
+    table["scaling"] = np.where([_scaled_alpha(a) for a in table.alpha], "alpha^2 = 1/L", "constant alpha")
+    return table.rename(columns={"n_layers": "depth"}).drop(columns="layer").reset_index(drop=True)
+
+
+#: the rank measures of Fig S3, beside the cosine (sigprop.measure.relative_residual, stable_rank)
+RANK_METRICS = ("cosine", "rel_residual", "stable_rank")
+
+
+def figS3(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per norm, alpha and layer: token cosine, relative residual and stable rank (mean, 95% CI, seed values).
+
+    The runs of Figs 3, 4, 9 (ReLU, softmax attention, their query/key convention)."""
+    missing = [m for m in RANK_METRICS if m not in set(raw.metric)]
+    if missing:
+        raise ValueError(f"figS3: the encoder_init raw tables have no {missing[0]!r} rows; rerun the encoder_init "
+                         "jobs with this code (sigprop.experiments.encoder_init writes them)")
+    raw = _figure_convention(raw)
+    if "activation" in raw:
+        raw = raw[(raw.activation == "relu") & (raw.attention == "softmax")]
+    keep = raw[raw.metric.isin(RANK_METRICS)]
+    return summarise(keep, ["norm", "alpha", "metric", "layer"], keep_seeds=True)
+
+
 AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "fig03": fig03,
     "fig04": fig04,
@@ -445,4 +532,7 @@ AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
     "fig06": fig06,
     "fig14": fig14,
     "table1": table1,
+    "figS1": figS1,
+    "figS2": figS2,
+    "figS3": figS3,
 }

@@ -23,6 +23,8 @@ from sigprop.measure import (
     equicorrelated_tokens,
     grad_norms,
     inner_product_stats,
+    relative_residual,
+    stable_rank,
     token_cosine,
 )
 from sigprop.model import Encoder, ModelConfig, Stack, attention_weights
@@ -88,6 +90,7 @@ def encoder_init(p: Params, seeds: list[int]) -> pd.DataFrame:
         h = torch.stack([x[0].detach() for x in hidden])  # (L+1, n, d)
         offdiag, sq = inner_product_stats(h)
         rows += _rows(seed, {"cosine": token_cosine(h), "offdiag": offdiag, "sq_norm": sq})
+        rows += _rows(seed, {"rel_residual": relative_residual(h), "stable_rank": stable_rank(h)})  # Fig S3
         g_norms = grad_norms(model.stack.blocks)
         rows += _rows(seed, {f"grad_{k}": v for k, v in g_norms.items()}, first_layer=1)
         rows += _rows(seed, {"logit_std": [float(logits.detach().std())]}, first_layer=cfg.n_layers)

@@ -30,6 +30,21 @@ def inner_product_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     return total - sq_norm, sq_norm
 
 
+def relative_residual(x: Tensor) -> Tensor:
+    """Dong et al. (2021)'s distance from rank collapse: |X - 1 xbar^T|_F / |X|_F, xbar the mean token. Shape (...).
+
+    0 when every token equals the mean token; |X - 1 xbar^T|_F^2 = |X|_F^2 - n |xbar|^2.
+    """
+    centred = x - x.mean(dim=-2, keepdim=True)
+    return centred.pow(2).sum(dim=(-2, -1)).sqrt() / x.pow(2).sum(dim=(-2, -1)).sqrt()
+
+
+def stable_rank(x: Tensor) -> Tensor:
+    """|X|_F^2 / |X|_2^2 (sum of squared singular values over the largest one): between 1 and rank(X). Shape (...)."""
+    sv = torch.linalg.svdvals(x.double())
+    return (sv.pow(2).sum(-1) / sv[..., 0].pow(2)).to(x.dtype)
+
+
 def correlation_from_stats(offdiag_mean: Tensor | float, sq_norm_mean: Tensor | float, n: int) -> Tensor | float:
     """rho = E[sum_{k!=k'} <X_k,X_k'>] / ((n-1) E|X|_F^2), the pooled form of the paper's eq. (tokens_corr).
 

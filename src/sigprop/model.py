@@ -121,11 +121,11 @@ class MultiHeadAttention(nn.Module):
             mask = None
             if key_padding_mask is not None:
                 mask = ~key_padding_mask[:, None, None, :]
-                if causal:
-                    n, m = x.shape[1], src.shape[1]
-                    tri = torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
-                    mask = mask & tri
-                    causal = False
+            if causal and (mask is not None or scale == 0.0):  # SDPA's is_causal path is NaN at scale 0 (tau = 0)
+                n, m = x.shape[1], src.shape[1]
+                tri = torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
+                mask = tri if mask is None else mask & tri
+                causal = False
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale)
         else:
             if causal or key_padding_mask is not None:
@@ -158,8 +158,9 @@ class MultiHeadAttention(nn.Module):
         if drop == 0.0:
             # no dropout: SDPA's fused kernel, the mask as a broadcast boolean view (no (n, m) copy)
             mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
-            if causal and mask is not None:
-                mask = mask & torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
+            if causal and (mask is not None or scale == 0.0):  # SDPA's is_causal path is NaN at scale 0 (tau = 0)
+                tri = torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
+                mask = tri if mask is None else mask & tri
                 causal = False
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
         else:

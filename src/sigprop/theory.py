@@ -46,3 +46,34 @@ def grad_q_sq(n: ArrayLike, d: ArrayLike, s: ArrayLike, rho: ArrayLike) -> np.nd
     """E |dS/dWq|_F^2 = s^6 (n-1)/n (1-rho)^2 d (n+d) for equicorrelated Gaussian tokens, d_k = d_v = d."""
     n, d, s, rho = (np.asarray(v, dtype=float) for v in (n, d, s, rho))
     return s**6 * (n - 1) / n * (1 - rho) ** 2 * d * (n + d)
+
+
+# ---- the L -> infinity limits of the closed forms above (Lemmas 3.2, 3.3 and Theorem 3.4 of the paper; Fig S2) ----
+# With a1^2 = a1_tilde / L and a2^2 = a2_tilde / L, (1 + a^2/L)^L -> e^a, and a1^2 sum_{k<L} (1+a1^2)^k =
+# (1+a1^2)^L - 1 -> e^a1_tilde - 1: substituting into sq_norm and correlation gives the limits below
+# (docs/depth_limit.md derives them and the 1/L rate of approach).
+
+
+def sq_norm_limit(n: int, x_sq: float, c0: float, a1_tilde: float, a2_tilde: float) -> float:
+    """lim_L E|X^L|_F^2 = n e^a2 (e^a1 - 1) |xbar|^2 + e^a2 |X|^2 under a_i^2 = a_i_tilde / L."""
+    xbar_sq = c0 / n**2
+    return float(n * np.exp(a2_tilde) * np.expm1(a1_tilde) * xbar_sq + np.exp(a2_tilde) * x_sq)
+
+
+def correlation_limit(n: int, x_sq: float, c0: float, a1_tilde: float) -> float:
+    """lim_L rho^L = n e^a C / ((n-1)[(e^a - 1) C + n |X|^2]) - 1/(n-1) under a1^2 = a1_tilde / L (a2 cancels).
+
+    With constant residual scales (a1 != 0 independent of L) the limit is 1 instead.
+    """
+    q = np.exp(a1_tilde)
+    return float(n * q * c0 / ((n - 1) * ((q - 1) * c0 + n * x_sq)) - 1 / (n - 1))
+
+
+def correlation_limit_rate(n: int, x_sq: float, c0: float, a1_tilde: float) -> float:
+    """lim_L L (rho^L - rho^inf) = -(a^2 e^a / 2) d rho/dq at q = e^a: the first-order gap at finite depth L.
+
+    From (1 + a/L)^L = e^a (1 - a^2/(2L) + O(1/L^2)) and d rho/dq = n C (n|X|^2 - C) / ((n-1)[(q-1)C + n|X|^2]^2).
+    """
+    q = np.exp(a1_tilde)
+    drho_dq = n * c0 * (n * x_sq - c0) / ((n - 1) * ((q - 1) * c0 + n * x_sq) ** 2)
+    return float(-(a1_tilde**2) * q / 2 * drho_dq)

@@ -117,3 +117,28 @@ def check_config(config: Mapping[str, Any]) -> None:
             raise ValueError(
                 f"methods.{name}.optimizer = {method['optimizer']!r}; the optimizers are: {', '.join(tr['optimizers'])}"
             )
+
+
+#: the init-time experiment on IWSLT batches (Fig S1): one job per grid point, rule simulate_method_init
+METHOD_INIT = "method_init"
+
+
+def method_init_spec(config: Mapping[str, Any], job_spec: str) -> dict[str, Any]:
+    """A Fig S1 job's spec: the generic job spec (:func:`sigprop.config.experiment_jobs`) plus what the job
+    reads from the translation sections: the configs of its methods, ``translation.model`` and the label
+    smoothing of ``translation.training``."""
+    spec = json.loads(job_spec)
+    tr, all_methods = config["translation"], config.get("methods", {})
+    from sigprop.grid import iter_inner
+
+    names = sorted({p["method"] for p in iter_inner(spec["fixed"], spec["point"], spec["inner"])})
+    missing = [m for m in names if m not in all_methods]
+    if missing:
+        raise KeyError(f"experiments.{METHOD_INIT} uses method {missing[0]!r}; the methods are: "
+                       f"{', '.join(all_methods)}")
+    return {
+        **spec,
+        "methods": {m: dict(all_methods[m]) for m in names},
+        "model": dict(tr["model"]),
+        "label_smoothing": float(tr["training"].get("label_smoothing", 0.0)),
+    }

@@ -45,12 +45,16 @@ def hidden_state_rows(model: EncoderDecoder, batch: dict[str, Tensor]) -> list[d
         _, states = model(batch["src"], batch["prev"])
     finally:
         model.train(was_training)
-    pad = model.cfg.pad_index
-    masks = {"encoder": batch["src"].ne(pad), "decoder": batch["prev"].ne(pad)}
+    return token_stat_rows(states, batch["src"], batch["prev"], model.cfg.pad_index)
+
+
+def token_stat_rows(states: dict[str, list[Tensor]], src: Tensor, prev: Tensor, pad: int) -> list[dict]:
+    """``cosine`` and ``act_norm`` of every hidden state of both stacks (``states`` as the model returns them)."""
+    masks = {"encoder": src.ne(pad), "decoder": prev.ne(pad)}
     rows = []
     for stack, hidden in states.items():
         for layer, h in enumerate(hidden):
-            cos, act = _masked_token_stats(h, masks[stack])
+            cos, act = _masked_token_stats(h.detach(), masks[stack])
             rows.append({"metric": "cosine", "side": stack, "layer": layer, "value": cos})
             rows.append({"metric": "act_norm", "side": stack, "layer": layer, "value": act})
     return rows
