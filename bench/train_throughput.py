@@ -11,8 +11,9 @@ train`` uses). The batch is collated inside the timed update, on the training th
   :func:`sigprop.translation.task.translation_step`, the optimiser
   :func:`sigprop.translation.methods.build_optimizer` and the collation
   :func:`sigprop.translation.batching.make_batch`, each with its fast path (``--fast`` picks which, for
-  measuring them one at a time: ``attention`` = packed Q/K/V and fused scale/mask, ``loss`` = read-out and
-  loss on non-pad rows in one chunked pass, ``adam`` = fused AdamW, ``collate`` = vectorised collation);
+  measuring them one at a time: ``attention`` = packed Q/K/V and fused scale/mask, ``dropout`` = cheaper
+  dropout masks, ``loss`` = read-out and loss on non-pad rows in one chunked pass, ``adam`` = fused AdamW,
+  ``collate`` = vectorised collation);
 * ``plain``: the same model, loss, optimiser and collation on their plain paths (separate Q/K/V GEMMs and
   SDPA, full logits and ``log_softmax``, PyTorch's default AdamW, sentence-by-sentence collation);
 * ``torch``: ``nn.Transformer`` (post-LN, ``batch_first``, dropout = the config's dropout everywhere) with
@@ -74,7 +75,9 @@ from sigprop.translation.task import translation_step
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "results" / "data" / "iwslt14-mini"
 IWSLT_ENV = "SIGPROP_IWSLT_DIR"  # a local copy of the raw data (bpe10k/ holds fairseq's BPE'd splits)
-FAST_PARTS = ("attention", "loss", "adam", "collate")
+FAST_PARTS = ("attention", "dropout", "loss", "adam", "collate")
+#: the update clock (``--clock``): wall time, or this process's CPU time (all threads)
+CLOCK: Callable[[], float] = time.perf_counter
 PAD, EOS, FIRST_WORD = 1, 2, 4  # fairseq dictionary: <s>=0, <pad>=1, </s>=2, <unk>=3
 PAPER_VOCAB = 10_000
 
@@ -294,7 +297,7 @@ class Clock:
     def __call__(self, update: int) -> None:
         if self.sync:
             _sync(self.device)
-        self.stamps.append(time.perf_counter())
+        self.stamps.append(CLOCK())
 
 
 class Runner:
@@ -332,7 +335,7 @@ class Runner:
         self.trainer.config.max_updates = k
         result = self.trainer.fit()
         _sync(self.device)
-        end = time.perf_counter()
+        end = CLOCK()
         if result.status != "completed":
             raise RuntimeError(f"{self.name}: training {result.status} during the benchmark")
         self.trainer.rows.clear()
@@ -403,7 +406,7 @@ def build_runners(args: argparse.Namespace, device: torch.device, bf16: bool, co
         if name in ("ours", "plain"):
             gen = torch.Generator().manual_seed(args.seed)
             model = methods.build_model(model_cfg, method, layers, vocab, PAD, generator=gen)
-            model.set_fast("attention" in on)
+            model.set_fast("attention" in on, dropout="dropout" in on)
             before = [lambda t, m=model: m.set_tau(methods.tau_at(t, method))]
         elif name == "torch":
             model = TorchTransformer(vocab, model_cfg["d_model"], model_cfg["n_heads"], model_cfg["d_ff"], layers,
@@ -428,7 +431,8 @@ def rss_probe(args: argparse.Namespace, dtype: str, which: str) -> dict[str, Any
            "--max-tokens", str(args.max_tokens), "--updates", "2", "--warmup", "1", "--models", which,
            "--method", args.method, "--config", args.config, "--data", args.data, "--seed", str(args.seed),
            "--fast", args.fast, "--data-dir", args.data_dir, "--rss-probe"]
-    for flag, value in (("--layers", args.layers), ("--vocab", args.vocab), ("--threads", args.threads)):
+    for flag, value in (("--layers", args.layers), ("--vocab", args.vocab), ("--threads", args.threads),
+                        ("--clock", args.clock)):
         if value:
             cmd += [flag, str(value)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
@@ -560,6 +564,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sync", default="update", choices=["update", "round"], help="CUDA: synchronise before every "
                     "update (per-update times) or only at round ends (no host/device overlap lost)")
     ap.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    ap.add_argument("--clock", default="wall", choices=["wall", "cpu"], help="time updates by the wall clock, or by "
+                    "this process's CPU time: with --threads 1, a proxy for the quiet-machine time on a busy machine "
+                    "(time spent waiting for a core is not counted; with more threads, their spin-waits are)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-rss", action="store_true", help="CPU: skip the per-model peak-RSS subprocesses")
     ap.add_argument("--rss-probe", action="store_true", help=argparse.SUPPRESS)
@@ -572,6 +579,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    global CLOCK
+    CLOCK = time.perf_counter if args.clock == "wall" else time.process_time
     has_cuda = torch.cuda.is_available()
     devices = {"auto": ["cuda" if has_cuda else "cpu"], "all": ["cpu"] + (["cuda"] if has_cuda else []),
                "cpu": ["cpu"], "cuda": ["cuda"]}[args.device]
@@ -624,6 +633,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "cpu": _cpu_name(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "clock": args.clock,
         "cuda_available": has_cuda,
         "gpu": torch.cuda.get_device_name(0) if has_cuda else None,
         "torch": torch.__version__,
@@ -641,7 +651,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     }
     load_end = record["loadavg_end"]
     print(f"{record['date']}  {record['cpu']} x{record['cpu_count']} (torch threads {record['torch_threads']})"
-          f"  gpu: {record['gpu']}  torch {record['torch']}  load {load_start[0]:.2f} -> {load_end[0]:.2f}")
+          f"  clock {args.clock}  gpu: {record['gpu']}  torch {record['torch']}"
+          f"  load {load_start[0]:.2f} -> {load_end[0]:.2f}")
     print(f"preset {args.preset}, max-tokens {args.max_tokens}, data: {corpus.source}; {len(batches)} batches, "
           f"{np.mean(ntok):.0f} target tokens/batch on average; collation ms/batch: per sentence "
           f"{collate_ms['per_sentence']:.2f}, vectorised {collate_ms['vectorised']:.2f} (timed inside every update)")

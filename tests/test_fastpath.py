@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from sigprop import model as sp_model
 from sigprop.data.iwslt import binarize, load_split, write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, MultiHeadAttention, Seq2SeqConfig
 from sigprop.translation import methods
@@ -67,7 +68,10 @@ def assert_close_grads(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 
 @pytest.mark.parametrize(("norm", "tau", "dropout"), [("post", 1.0, 0.0), ("pre", 0.3, 0.0), ("none", 2.0, 0.0),
                                                       ("post", 1.0, 0.2), ("pre", 1.0, 0.2)])
-def test_fast_step_equals_plain_step_losses_and_gradients(norm, tau, dropout):
+def test_fast_step_equals_plain_step_losses_and_gradients(norm, tau, dropout, monkeypatch):
+    # the fast path's dropout draws other (equally distributed) masks, tested on its own below; here
+    # it is F.dropout, so that with the same seed both paths drop the same elements
+    monkeypatch.setattr(sp_model, "dropout", torch.nn.functional.dropout)
     plain, fast = model_pair(norm, tau, dropout, alpha1=0.5, alpha2=0.7)
     b = batch()
     out = {}
@@ -82,6 +86,31 @@ def test_fast_step_equals_plain_step_losses_and_gradients(norm, tau, dropout):
     torch.testing.assert_close(rf["nll"], rp["nll"], rtol=1e-5, atol=0)
     assert float(rf["tokens"]) == float(b["tgt"].ne(PAD).sum())
     assert_close_grads(gp, gf)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3, 0.5, 0.9])
+def test_fast_dropout_keeps_1_minus_p_and_is_unbiased(p):
+    x = torch.full((400, 500), 2.0, requires_grad=True)
+    torch.manual_seed(0)
+    y = sp_model.dropout(x, p, True)
+    kept = y.detach().ne(0)
+    n = kept.numel()
+    rate = float(kept.float().mean())
+    assert abs(rate - (1 - p)) < 5 * (p * (1 - p) / n) ** 0.5  # binomial: 5 standard errors
+    assert torch.all(y.detach()[kept] == 2.0 / (1 - p))
+    y.sum().backward()  # the gradient passes the kept elements, scaled, and nothing else
+    assert torch.equal(x.grad, kept.float() / (1 - p))
+    assert abs(float(y.detach().mean()) - 2.0) < 5 * 2.0 * (p / (1 - p) / n) ** 0.5
+    # neighbouring elements (the two halves of one 64-bit draw) are independent
+    flat = kept.flatten().float()
+    both = float((flat[0::2] * flat[1::2]).mean())
+    assert abs(both - (1 - p) ** 2) < 5 * ((1 - p) ** 2 * (1 - (1 - p) ** 2) / (n / 2)) ** 0.5
+    torch.manual_seed(0)
+    assert torch.equal(sp_model.dropout(x, p, True), y)  # reproducible from the global seed
+    z = torch.randn(3, 5)
+    assert sp_model.dropout(z, p, False) is z or torch.equal(sp_model.dropout(z, p, False), z)
+    assert torch.equal(sp_model.dropout(z, 0.0, True), z)
+    assert torch.equal(sp_model.dropout(z, 1.0, True), torch.zeros_like(z))
 
 
 def test_fast_path_differs_from_a_wrong_model():

@@ -174,21 +174,22 @@ LOSS_CHUNK_ROWS = 256
 
 
 def _smoothed_chunk(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor, eps: float, grad: bool):  # noqa: ANN202
-    """Loss, NLL (both summed) and, with ``grad``, d loss / d logits of one chunk of rows."""
-    logits = (x @ weight.T).float()
-    vocab = logits.shape[-1]
+    """Loss and NLL (both summed) of one chunk of rows and, with ``grad``, ``p - (1 - eps - eps_i) onehot``.
+
+    d loss_i / d logit_v = p_v - (1 - eps - eps_i) [v = t_i] - eps_i: the constant ``- eps_i`` is left to
+    the caller, who applies it to the products with ``weight`` and ``x`` once for all chunks.
+    """
+    lprobs = torch.log_softmax((x @ weight.T).float(), dim=-1)
+    vocab = lprobs.shape[-1]
     eps_i = eps / (vocab - 1)
-    lse = torch.logsumexp(logits, dim=-1)
-    picked = logits.gather(1, target[:, None]).squeeze(1)
-    nll = lse - picked
-    smooth = vocab * lse - logits.sum(-1)  # sum_v -log p_v
-    loss = ((1.0 - eps - eps_i) * nll + eps_i * smooth).sum()
+    nll = -lprobs.gather(1, target[:, None]).sum()
+    smooth = -lprobs.sum()
+    loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
     if not grad:
-        return loss, nll.sum(), None
-    # d loss_i / d logit_v = p_v - (1 - eps - eps_i) [v = t_i] - eps_i   (the p coefficients sum to 1)
-    g = logits.sub_(lse[:, None]).exp_().sub_(eps_i)
+        return loss, nll, None
+    g = lprobs.exp_()
     g.scatter_add_(1, target[:, None], g.new_full((g.shape[0], 1), -(1.0 - eps - eps_i)))
-    return loss, nll.sum(), g
+    return loss, nll, g
 
 
 class _LinearLabelSmoothedNLL(torch.autograd.Function):
@@ -207,6 +208,10 @@ class _LinearLabelSmoothedNLL(torch.autograd.Function):
             loss, nll = loss + ls, nll + nl
             grad_x[s : s + chunk] = g @ weight
             grad_w.addmm_(g.T, xs)
+        # the - eps_i of every logit's gradient: - eps_i * sum_v w_v for each row, - eps_i * sum_i x_i for each w_v
+        eps_i = eps / (weight.shape[0] - 1)
+        grad_x.sub_(eps_i * weight.sum(0))
+        grad_w.sub_(eps_i * x.sum(0))
         ctx.save_for_backward(grad_x, grad_w)
         ctx.mark_non_differentiable(nll)
         return loss, nll
