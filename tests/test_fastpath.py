@@ -67,7 +67,8 @@ def assert_close_grads(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 
 
 @pytest.mark.parametrize(("norm", "tau", "dropout"), [("post", 1.0, 0.0), ("pre", 0.3, 0.0), ("none", 2.0, 0.0),
-                                                      ("post", 1.0, 0.2), ("pre", 1.0, 0.2)])
+                                                      ("post", 1.0, 0.2), ("pre", 1.0, 0.2), ("post", 0.0, 0.0),
+                                                      ("none", 0.0, 0.2)])  # tau = 0: the start of a tau warm-up
 def test_fast_step_equals_plain_step_losses_and_gradients(norm, tau, dropout, monkeypatch):
     # the fast path's dropout draws other (equally distributed) masks, tested on its own below; here
     # it is F.dropout, so that with the same seed both paths drop the same elements
