@@ -348,6 +348,17 @@ def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
     assert good.returncode == 0 and "valid" in good.stdout
 
 
+@pytest.mark.slow
+def test_yaml_syntax_error_in_the_default_config_is_named_by_snakemake(workflow_copy, snakemake):
+    wd = workflow_copy()
+    text = (wd / "config" / "quick.yaml").read_text()
+    (wd / "config" / "quick.yaml").write_text(text.replace("figures: [fig01,", "figures: [[fig01,", 1))
+    proc = snakemake(wd, "-n")
+    assert proc.returncode != 0
+    assert re.search(r"config/quick\.yaml, line \d+, column \d+: YAML syntax error", proc.stdout), proc.stdout[-3000:]
+    assert not (wd / "results").exists()
+
+
 # ---------------------------------------------------------------- atomic writes killed mid-way
 
 

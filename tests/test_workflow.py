@@ -10,8 +10,10 @@ import copy
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import matplotlib.image as mpimg
@@ -216,7 +218,7 @@ def test_e2e_raw_tables_and_provenance(e2e):
             assert len(df) == TINY_SEEDS * (TINY_LAYERS + 1) * 2
             layer0.append(df[(df.layer == 0) & (df.metric == "sq_norm")].value.to_numpy())
         meta = read_meta(e2e / rel)
-        for key in ("git_commit", "config_hash", "packages", "device"):
+        for key in ("git_commit", "config_hash", "code_hash", "packages", "device"):
             assert meta.get(key), f"{rel}: provenance lacks {key}: {meta}"
         assert {"torch", "numpy", "snakemake"} <= set(meta["packages"])
         assert meta.get("config") == "tiny"
@@ -327,6 +329,36 @@ def test_e2e_partial_file_of_a_killed_write_is_removed_by_the_next_run(e2e, tmp_
     assert proc.returncode == 0, proc.stdout[-4000:]
     assert "removed 1 partial file(s) left by an interrupted run" in proc.stdout
     assert not partial.exists() and [p.name for p in raw.parent.iterdir()] == [raw.name]
+
+
+@pytest.mark.slow
+def test_e2e_killed_snakemake_rerun_needs_unlock_as_the_readme_says(e2e, tmp_path, snakemake):
+    wd = tmp_path / "wf"
+    shutil.copytree(e2e, wd, symlinks=True)
+    raws = sorted(p for p in (wd / RAW / "signal_propagation").rglob("*.parquet"))
+    for path in raws:
+        path.unlink()
+    logs = wd / "results" / "logs" / "simulate" / "signal_propagation"
+    shutil.rmtree(logs)
+    exe = shutil.which("snakemake") or str(Path(sys.executable).with_name("snakemake"))
+    run = subprocess.Popen([exe, "--workflow-profile", "none", "--cores", "1", "fig8", "--configfile", "tiny.yaml"],
+                           cwd=wd, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    locks = wd / ".snakemake" / "locks"
+    for _ in range(600):  # until Snakemake holds its lock and the first job has started
+        if locks.is_dir() and any(locks.iterdir()) and logs.exists() and any(logs.rglob("*.log")):
+            break
+        time.sleep(0.2)
+    os.killpg(run.pid, signal.SIGKILL)  # Snakemake and its job, as a lost session or `kill -9`
+    run.wait()
+    proc = snakemake(wd, "--cores", "1", "fig8", "--configfile", "tiny.yaml")
+    assert proc.returncode != 0 and "Directory cannot be locked" in proc.stdout and "--unlock" in proc.stdout
+    resume = (REPO_ROOT / "README.md").read_text().split("- **Resume**", 1)[1].split("\n- **", 1)[0]
+    assert "snakemake --unlock" in resume and "Directory cannot be locked" in resume
+    assert snakemake(wd, "--unlock", "--configfile", "tiny.yaml").returncode == 0
+    proc = snakemake(wd, "--cores", "1", "fig8", "--configfile", "tiny.yaml")
+    assert proc.returncode == 0, proc.stdout[-4000:]
+    for path in raws:  # every table rebuilt, the same as before the kill
+        assert pd.read_parquet(path).equals(pd.read_parquet(e2e / path.relative_to(wd)))
 
 
 @pytest.mark.slow

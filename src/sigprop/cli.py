@@ -21,6 +21,7 @@ from sigprop.io import UnreadableTable, config_hash, provenance, read_table, wri
 
 def simulate(args: argparse.Namespace) -> None:
     """Run one seed-level job and write its raw tidy table."""
+    from sigprop.codehash import code_hash
     from sigprop.experiments import run_point
 
     spec = json.loads(args.spec)
@@ -29,6 +30,7 @@ def simulate(args: argparse.Namespace) -> None:
     meta = provenance(
         config=args.config_name,
         config_hash=config_hash(spec),
+        code_hash=code_hash("simulate"),  # the files of the rule's code inputs (sigprop.codehash)
         experiment=spec["experiment"],
         point=spec["point"],
         seeds=spec["seeds"],
@@ -42,6 +44,7 @@ def train_toy(args: argparse.Namespace) -> None:
     import logging
     import shutil
 
+    from sigprop.codehash import code_hash
     from sigprop.toy import run_toy
 
     # INFO to the rule's log: "resumed from <checkpoint> at update N" after a killed job (sigprop.train.loop)
@@ -50,6 +53,7 @@ def train_toy(args: argparse.Namespace) -> None:
     start = time.perf_counter()
     df = run_toy(params, args.seed, checkpoint_dir=args.checkpoint_dir, log_path=args.metrics_log, progress=None)
     meta = provenance(config=args.config_name, config_hash=config_hash({"params": params, "seed": args.seed}),
+                      code_hash=code_hash("train_toy"),
                       experiment="toy_reversal", params=params, seed=args.seed,
                       wall_s=round(time.perf_counter() - start, 3))
     write_table(df, args.out, meta)
