@@ -29,6 +29,7 @@ include: "workflow/rules/translation_common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/translation.smk"
 include: "workflow/rules/simulate.smk"
+include: "workflow/rules/supplementary.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
@@ -40,9 +41,10 @@ rule all:
     default_target: True
     input:
         # each figure with the tables it stands on (common.smk figure_closure: a deleted table is rebuilt)
-        [figure_closure(f) for f in config["figures"] if not FIGURES[f].translation],
-        # Figs 1, 6, 14 and Table 1 only when the IWSLT'14 data is there (data.smk checkpoint)
+        [figure_closure(f) for f in config["figures"] if not FIGURES[f].needs_data],
+        # Figs 1, 6, 14, S1 and Table 1 only when the IWSLT'14 data is there (data.smk checkpoint)
         translation_targets,
+        iwslt_figure_targets,
         TABLE2_FILES if "table2" in config.get("tables", []) else [],
         "results/checks.csv",
         "results/report/report.html",

@@ -41,6 +41,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "train_translation": ("sigprop.translation.__main__:train",),
     "table1": ("sigprop.translation.__main__:table1",),
     "table2": ("sigprop.translation.__main__:table2",),
+    "simulate_method_init": ("sigprop.translation.initprobe",),  # Fig S1 (workflow/rules/supplementary.smk)
 }
 
 

@@ -13,12 +13,17 @@ from sigprop.io import read_meta
 
 
 def figure_sections(
-    figures_dir: str | Path, checks_csv: str | Path
+    figures_dir: str | Path, checks_csv: str | Path, supplementary: bool | None = None
 ) -> list[tuple[str, FigureSpec, Path, pd.DataFrame]]:
-    """For every figure whose PNG exists: its key, spec, PNG path and the checks that concern it."""
+    """For every figure whose PNG exists: its key, spec, PNG path and the checks that concern it.
+
+    ``supplementary``: only the paper's figures (False), only the supplementary ``figS*`` ones (True), or all.
+    """
     checks = pd.read_csv(checks_csv) if Path(checks_csv).exists() else pd.DataFrame(columns=["figure"])
     out = []
     for key, spec in FIGURES.items():
+        if supplementary is not None and key.startswith("figS") != supplementary:
+            continue
         png = Path(figures_dir) / f"{spec.stem}.png"
         if png.exists():
             out.append((key, spec, png, checks[checks.figure == key].drop(columns="figure")))
@@ -83,3 +88,13 @@ def readme_section(readme: str | Path, title: str) -> str:
     text = Path(readme).read_text()
     match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
     return match.group(1).strip() if match else f"(no section '{title}' in {readme})"
+
+
+def methods_init_table(aggregated: str | Path) -> pd.DataFrame:
+    """Fig S1 in numbers: the last layer's token cosine at init (mean over seeds) per model, stack and depth."""
+    t = pd.read_parquet(aggregated)
+    last = t[(t.metric == "cosine") & (t.layer == t.layers)].copy()
+    last["model"] = last.method_label + last.tau_at.map({"final": "", "init": " (tau at update 0)"}).fillna("")
+    wide = last.pivot_table(index=["side", "model"], columns="layers", values="mean")
+    wide.columns = [f"{c} blocks" for c in wide.columns]
+    return wide.round(3).reset_index()

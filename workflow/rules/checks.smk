@@ -7,9 +7,10 @@ rule checks:
         tables=[
             f"results/aggregated/{f}.parquet"
             for f in config["figures"]
-            if FIGURES[f].checked and not FIGURES[f].translation
+            if FIGURES[f].checked and not FIGURES[f].needs_data
         ],
         translation=translation_checks,  # Table 1, when the IWSLT'14 data is there
+        iwslt=iwslt_figure_checks,  # Fig S1, when its data is there (supplementary.smk)
     output:
         update("results/checks.csv"),  # kept until the job succeeds (as aggregate.smk)
     log:
@@ -17,7 +18,7 @@ rule checks:
     conda:
         "../../envs/sigprop.yaml"
     shell:
-        "python -m sigprop checks --out {output} {input.tables} {input.translation} > {log} 2>&1"
+        "python -m sigprop checks --out {output} {input.tables} {input.translation} {input.iwslt} > {log} 2>&1"
         " || (tail -n 5 {log} >&2; exit 1)"
 
 

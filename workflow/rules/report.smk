@@ -8,9 +8,10 @@ rule report:
         code=code_inputs("report"),
         checks="results/checks.csv",
         figures=[
-            figure_files(f) for f in config["figures"] if not FIGURES[f].translation
+            figure_files(f) for f in config["figures"] if not FIGURES[f].needs_data
         ],
         translation=translation_targets,  # Figs 1, 6, 14 and Table 1, when the data is there
+        iwslt=iwslt_figure_targets,  # Fig S1, when its data is there (supplementary.smk)
     output:
         notebook="results/report/report.ipynb",
         html="results/report/report.html",

@@ -38,7 +38,7 @@ def unavailable_message(dataset: str, reason: str) -> str:
         "(orig/*.xml, tokenized/valid.{de,en}, bpe10k/code)"
     )
     return (
-        f"IWSLT'14 De-En data for dataset '{dataset}' is not available: Figs 1, 6, 14 and Table 1 were skipped "
+        f"IWSLT'14 De-En data for dataset '{dataset}' is not available: Figs 1, 6, 14, S1 and Table 1 were skipped "
         "(everything else was built).\n"
         f"  Why: {reason}\n"
         f"  Fix: point the environment variable {iwslt.ENV_VAR} (or the config key `{iwslt.CONFIG_KEY}`) at a "

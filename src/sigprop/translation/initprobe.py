@@ -55,8 +55,8 @@ def probe_model(model: torch.nn.Module, batch: Mapping[str, torch.Tensor], eps: 
     """Per-layer token cosine and self-attention gradient norms of one forward/backward pass (eval mode)."""
     model.eval()
     model.zero_grad(set_to_none=True)
-    logits, states = model(batch["src"], batch["prev"])
-    loss_sum, _ = methods.label_smoothed_nll(logits, batch["tgt"], eps, pad)
+    out, states = model.features(batch["src"], batch["prev"])  # the training loss: tied read-out, non-pad rows
+    loss_sum, _ = methods.linear_label_smoothed_nll(out, model.embed.weight, batch["tgt"], eps, pad)
     loss = loss_sum / batch["ntokens"].float()
     loss.backward()
     rows = [r for r in probes.token_stat_rows(states, batch["src"], batch["prev"], pad) if r["metric"] == "cosine"]
