@@ -182,6 +182,8 @@ def test_walk_covers_every_module_the_commands_load(tmp_path, copy_data):  # noq
         "train_translation": ("sigprop.translation", "train", "--data", str(copy_data), "--out-dir",
                               str(tmp_path / "run"), "--spec",
                               json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
+        "iwslt_status": ("sigprop.translation", "status", "--dataset", "iwslt14-mini", "--out",
+                         str(tmp_path / "status.json"), "--local-dir", str(tmp_path / "no-data")),
         "table2": ("sigprop.translation", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
                    json.dumps({k: _quick().get(k) for k in ("name", "methods", "translation")})),
     }
