@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import NullFormatter
 
 from sigprop.plotting.style import Style, band
 from sigprop.translation.plan import PAPER_TABLE1
@@ -63,9 +64,10 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         axes[i, 1].minorticks_off()
         axes[i, 2].set_yscale("log")
         axes[i, 3].set_yscale("log")
-        axes[i, 2].set_ylabel(r"$|\nabla W^l| / |\nabla W^1|$")
-        for j, title in enumerate((f"per layer, $L={deepest}$", "last layer vs $L$", rf"$W_Q$, $L={deepest}$",
-                                   rf"$W_V$, $L={deepest}$")):
+        for ax in axes[i, 2:]:
+            ax.yaxis.set_minor_formatter(NullFormatter())
+        for j, title in enumerate((f"cosine, $L={deepest}$", "last layer", r"$|\nabla W_Q^l|/|\nabla W_Q^1|$",
+                                   r"$|\nabla W_V^l|/|\nabla W_V^1|$")):
             axes[i, j].set_title(f"({chr(97 + 4 * i + j)}) {title}", loc="left")
     for j in (0, 2, 3):
         axes[1, j].set_xlabel("layer")
@@ -74,6 +76,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     handles, labels_ = axes[0, 0].get_legend_handles_labels()
     h2, l2 = axes[0, 2].get_legend_handles_labels()
     dataset = ", ".join(sorted(set(t.dataset)))
-    fig.suptitle(f"At initialisation on {dataset} training batches ([paper Table 1 BLEU])", fontsize=style.font_size)
+    fig.suptitle(f"At initialisation on {dataset} training batches; legend: the paper's Table 1 BLEU",
+                 fontsize=style.font_size)
     fig.legend(handles + h2, labels_ + l2, loc="outside lower center", ncols=3)
     return fig

@@ -11,13 +11,13 @@ ALPHAS = ["1", "0.5", "0.25", "1/sqrt(L)"]
 NORMS = {"post": "POST-LN", "pre": "PRE-LN", "none": "No-LN"}
 PANELS = {
     "cosine": "token cosine",
-    "rel_residual": r"$\|X-\mathbf{1}\bar{x}^\top\|_F/\|X\|_F$",
-    "stable_rank": r"stable rank $\|X\|_F^2/\|X\|_2^2$",
+    "rel_residual": "relative residual",
+    "stable_rank": "stable rank",
 }
 
 
 def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
-    """Rows: POST-LN, PRE-LN, No-LN; columns: cosine, relative residual, stable rank (log); colour = alpha."""
+    """Rows: POST-LN, PRE-LN, No-LN; columns: cosine, relative residual, stable rank; colour = alpha."""
     t = tables["figS3"]
     norms = [n for n in NORMS if n in set(t.norm)]
     fig, axes = style.figure(len(norms), 3, height_ratio=0.75, squeeze=False, sharex=True)
@@ -33,7 +33,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             ax.set_title(f"({chr(97 + 3 * i + j)}) {NORMS[norm]}", loc="left")
             ax.set_ylabel(ylabel)
             if metric == "stable_rank":
-                ax.set_yscale("log")
+                ax.set_ylim(bottom=1 - 0.05 * (ax.get_ylim()[1] - 1))
             elif metric == "cosine":
                 ax.set_ylim(0, 1.02)
             else:
@@ -41,5 +41,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             if i == len(norms) - 1:
                 ax.set_xlabel("layer")
     handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.suptitle(r"relative residual $\|X-\mathbf{1}\bar{x}^\top\|_F/\|X\|_F$ (0: rank collapse), "
+                 r"stable rank $\|X\|_F^2/\|X\|_2^2$ (1: rank one)", fontsize=style.font_size)
     fig.legend(handles, labels, loc="outside lower center", ncols=len(labels))
     return fig
