@@ -3,10 +3,10 @@
 SPEC row 5 [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinusoidal positions, a
 5-layer POST-LN encoder with one head and a ReLU feed-forward layer, alpha1 = alpha2 = 1, Adam
 (0.9, 0.999), lr 0.01, no weight decay, no warm-up (the paper mentions none). [chosen]: FFN width 64,
-batch 64, 2000 updates, 5 seeds, the tied read-out ``logits = h E^T`` (the 10 output classes are the 10
-input digits, so the embedding matrix serves both; ``readout: head`` adds a separate linear head
-instead), and PyTorch's default ``nn.Linear`` initialisation (``init: torch``, what
-``nn.TransformerEncoderLayer`` gives; embeddings N(0, 1)). ``init: paper`` gives the theory init of
+batch 64, 2000 updates, 5 seeds, a separate linear read-out head (``readout: head``; ``tied`` reads out
+with the embedding matrix, ``logits = h E^T``, whose N(0, 1) rows give logits with std about sqrt(d) = 4
+at init, and the model then stays at chance), and PyTorch's default ``nn.Linear`` initialisation
+(``init: torch``, what ``nn.TransformerEncoderLayer`` gives; embeddings N(0, 1)). ``init: paper`` gives the theory init of
 Figs 3, 4, 9 (every residual branch as large as the skip), with which this POST-LN model does not learn
 reliably at a constant lr 0.01; ``warmup`` > 0 adds a linear lr warm-up over that many updates (README
 "Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
@@ -58,7 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "n_tokens": 20,
     "vocab": 10,
     "emb_std": 1.0,
-    "readout": "tied",
+    "readout": "head",
     "init": "torch",
     "batch_size": 64,
     "max_updates": 2000,

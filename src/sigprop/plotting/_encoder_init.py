@@ -16,7 +16,8 @@ PANELS = [
 ]
 
 
-def _draw_row(axes: np.ndarray, table: pd.DataFrame, colors: dict, alphas: list[str], title: str, tags: str) -> None:
+def _draw_row(axes: np.ndarray, table: pd.DataFrame, colors: dict, alphas: list[str], title: str, tags: str,
+              row_label: str = "") -> None:
     for ax, (metric, ylabel), tag in zip(axes, PANELS, tags):
         for alpha in alphas:
             t = table[(table.metric == metric) & (table.alpha == alpha)].sort_values("layer")
@@ -27,7 +28,7 @@ def _draw_row(axes: np.ndarray, table: pd.DataFrame, colors: dict, alphas: list[
         if metric == "grad_ratio_v":
             ax.axhline(1.0, color="grey", lw=0.6, ls="--")
         ax.set_xlabel("layer")
-        ax.set_ylabel(ylabel)
+        ax.set_ylabel(f"{row_label}\n{ylabel}" if row_label and metric == "cosine" else ylabel)
         ax.set_title(f"({tag}) {title}", loc="left")
         if metric == "grad_ratio_q":
             ax.set_yscale("log")
@@ -51,8 +52,7 @@ def plot_encoder_init_rows(rows: list[tuple[str, pd.DataFrame]], style: Style, n
     colors = dict(zip(alphas, style.colors(len(alphas))))
     letters = "abcdefghijkl"
     for i, ((label, table), row) in enumerate(zip(rows, axes)):
-        title = f"{norm_label}, {label}" if label else norm_label
-        _draw_row(row, table, colors, alphas, title, letters[3 * i: 3 * i + 3])
+        _draw_row(row, table, colors, alphas, norm_label, letters[3 * i: 3 * i + 3], label)
     if len(rows) > 1:
         for col in (1, 2):
             lo = min(ax.get_ylim()[0] for ax in axes[:, col])

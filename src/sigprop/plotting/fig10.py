@@ -63,7 +63,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             tag = "abcdefghijkl"[r * len(panels) + i]
             ax.set_title(f"({tag}) {att}, std {_std_label(std)}", loc="left")
             ax.text(0.98, 0.95, f"emp./theory\n= {emp / th:.2f}", transform=ax.transAxes, ha="right", va="top",
-                    fontsize=style.font_size - 2)
+                    fontsize=style.font_size - 2, bbox={"facecolor": "white", "alpha": 0.85, "lw": 0, "pad": 1})
             ax.set_xlabel(r"$\log_{10}\|X^l\|_F^2$" if r == len(alphas) - 1 else "")
             ax.set_ylabel(f"{_alpha_label(alpha)}\ndensity" if i == 0 else "")
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label="depth l", aspect=30)
