@@ -277,3 +277,12 @@ def test_figS1_aggregation_ratios_relative_to_layer_one(tiny_data):
     q = t[(t.metric == "grad_ratio_q") & (t.method == "adam_postln") & (t.side == "encoder")]
     assert q[q.layer == 1]["mean"].iloc[0] == pytest.approx(1.0)
     assert t[(t.method == "rezero") & t.metric.str.startswith("grad_ratio")]["mean"].isna().all()  # 0 / 0
+
+
+def test_method_init_spec_names_a_missing_method_or_section():
+    exp = {"seeds": 1, "fixed": {"dataset": "iwslt14-mini", "max_tokens": 60}, "grid": {"method": ["adam_postln"]}}
+    job = experiment_jobs("method_init", exp, "method_init")[0]
+    with pytest.raises(KeyError, match="uses method 'adam_postln'; the methods are: sgd_postln"):
+        method_init_spec({**CONFIG, "methods": {"sgd_postln": METHODS["sgd_postln"]}}, job.spec)
+    with pytest.raises(KeyError, match="add the translation section"):
+        method_init_spec({"methods": METHODS}, job.spec)

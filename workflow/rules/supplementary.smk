@@ -4,6 +4,14 @@
 # dataset is there (data.smk checkpoint). Figs S2 and S3 are ordinary simulate jobs.
 from sigprop.translation.plan import METHOD_INIT, method_init_spec
 
+# a method or translation section that is missing stops the workflow before any job runs
+try:
+    for _job in JOBS.values():
+        if _job.experiment == METHOD_INIT:
+            method_init_spec(config, _job.spec)
+except KeyError as err:
+    sys.exit(f"invalid configuration:\n  - {err.args[0]}\nFix the config file.")
+
 
 def method_init_dataset():
     """The dataset whose training batches Fig S1 reads (experiments.method_init.fixed.dataset)."""

@@ -128,6 +128,9 @@ def method_init_spec(config: Mapping[str, Any], job_spec: str) -> dict[str, Any]
     reads from the translation sections: the configs of its methods, ``translation.model`` and the label
     smoothing of ``translation.training``."""
     spec = json.loads(job_spec)
+    if "model" not in config.get("translation", {}):
+        raise KeyError(f"experiments.{METHOD_INIT} builds translation.model: add the translation section "
+                       "(model, training) to the config")
     tr, all_methods = config["translation"], config.get("methods", {})
     from sigprop.grid import iter_inner
 
