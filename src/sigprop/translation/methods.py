@@ -2,12 +2,15 @@
 
 A method (config ``methods.<name>``) fixes the architecture variant and the optimiser:
 ``norm`` (post / pre / none), residual scales ``alpha`` (or ``alpha1``/``alpha2``; a number or
-``"1/sqrt(L)"``), ``trainable_alpha``, the inverse temperature ``tau`` with its linear warm-up
+``"1/sqrt(L)"``), ``trainable_alpha``, ``shared_alpha`` (one scale per block for all its sub-layers,
+as ReZero's code), the inverse temperature ``tau`` with its linear warm-up
 ``tau_warmup`` (``tau_t = tau * min(1, t / tau_warmup)`` at update t = 1, 2, ...), ``init``
 (fairseq / paper / tfixup) and ``optimizer`` (a key of ``translation.optimizers``).
 
 Optimisers (``translation.optimizers.<name>``): ``kind: adam`` (AdamW: decoupled weight decay
-``p -= lr * wd * p``, as fairseq's Adam) or ``kind: sgd`` (SGD with the same decoupled weight
+``p -= lr * wd * p``, as fairseq's Adam), ``kind: radam`` (``torch.optim.RAdam`` with the same
+decoupled weight decay: the rectified Adam that T-Fixup's and Transformer-Clinic's fairseq forks run
+under the name ``adam``) or ``kind: sgd`` (SGD with the same decoupled weight
 decay, Loshchilov & Hutter); ``schedule`` (a function of the update t = 1, 2, ..., see
 :mod:`sigprop.train.schedules`): ``inverse_sqrt`` (fairseq: linear warm-up from
 ``warmup_init_lr`` over ``warmup_updates``, then ``lr * sqrt(warmup / t)``), ``inverse_sqrt_nowarmup``
@@ -40,6 +43,7 @@ def model_config(
         alpha1=method.get("alpha1", alpha),
         alpha2=method.get("alpha2", alpha),
         trainable_alpha=bool(method.get("trainable_alpha", False)),
+        shared_alpha=bool(method.get("shared_alpha", False)),
         tau=tau_at(0, method),
         **{k: model[k] for k in MODEL_KEYS if k in model},
     )
@@ -126,9 +130,10 @@ def build_optimizer(
     device: torch.device | str = "cpu",
     fused: bool = True,
 ) -> torch.optim.Optimizer:
-    """AdamW or SGDW from an optimiser config; ``fused``: PyTorch's fused kernels (CPU and CUDA).
+    """AdamW, RAdam or SGDW from an optimiser config; ``fused``: PyTorch's fused kernels (CPU and CUDA).
 
-    ``fused=False`` gives PyTorch's default implementation (per-parameter loops on the CPU).
+    ``fused=False`` gives PyTorch's default implementation (per-parameter loops on the CPU). RAdam has no
+    fused kernel in PyTorch: it uses the multi-tensor (``foreach``) implementation.
     """
     fused = {"fused": True} if fused and torch.device(device).type in ("cpu", "cuda") else {}
     kind = opt["kind"]
@@ -141,6 +146,15 @@ def build_optimizer(
             weight_decay=float(opt.get("weight_decay", 0.0)),
             **fused,
         )
+    if kind == "radam":
+        return torch.optim.RAdam(
+            params,
+            lr=float(opt["lr"]),
+            betas=tuple(opt.get("betas", (0.9, 0.999))),
+            eps=float(opt.get("eps", 1e-8)),
+            weight_decay=float(opt.get("weight_decay", 0.0)),
+            decoupled_weight_decay=True,
+        )
     if kind == "sgd":
         return SGDW(
             params,
@@ -149,7 +163,7 @@ def build_optimizer(
             weight_decay=float(opt.get("weight_decay", 0.0)),
             **fused,
         )
-    raise ValueError(f"unknown optimizer kind {kind!r}; use adam or sgd")
+    raise ValueError(f"unknown optimizer kind {kind!r}; use adam, radam or sgd")
 
 
 def label_smoothed_nll(
@@ -179,17 +193,20 @@ def _smoothed_chunk(x: torch.Tensor, weight: torch.Tensor, target: torch.Tensor,
     d loss_i / d logit_v = p_v - (1 - eps - eps_i) [v = t_i] - eps_i: the constant ``- eps_i`` is left to
     the caller, who applies it to the products with ``weight`` and ``x`` once for all chunks.
     """
-    lprobs = torch.log_softmax((x @ weight.T).float(), dim=-1)
-    vocab = lprobs.shape[-1]
+    logits = (x @ weight.T).float()
+    vocab = logits.shape[-1]
     eps_i = eps / (vocab - 1)
-    nll = -lprobs.gather(1, target[:, None]).sum()
-    smooth = -lprobs.sum()
+    top, arg = logits.max(dim=-1, keepdim=True)
+    p = torch.softmax(logits, dim=-1)
+    # log-sum-exp from the most likely class (p >= 1/vocab there: no underflow), without a second exp pass
+    lse = top - p.gather(1, arg).log()
+    nll = (lse - logits.gather(1, target[:, None])).sum()
+    smooth = (vocab * lse.sum() - logits.sum())  # sum over rows and v of -log p_v
     loss = (1.0 - eps - eps_i) * nll + eps_i * smooth
     if not grad:
         return loss, nll, None
-    g = lprobs.exp_()
-    g.scatter_add_(1, target[:, None], g.new_full((g.shape[0], 1), -(1.0 - eps - eps_i)))
-    return loss, nll, g
+    p.scatter_add_(1, target[:, None], p.new_full((p.shape[0], 1), -(1.0 - eps - eps_i)))
+    return loss, nll, p
 
 
 class _LinearLabelSmoothedNLL(torch.autograd.Function):
