@@ -114,6 +114,11 @@ def test_partial_entry_points_keep_other_subcommands_out():
     assert {"sigprop.translation.task", "sigprop.model", "sigprop.train.loop", "sigprop.data.iwslt"} <= train
     assert "sigprop.translation.tables" not in train  # editing the tables redraws them, it retrains nothing
     assert "sigprop.translation.tables" in closure(ENTRY_POINTS["table1"])
+    # search and BLEU are the evaluation rule's: editing them re-evaluates the best checkpoints, never retrains
+    evaluate = set(closure(ENTRY_POINTS["evaluate_translation"]))
+    scoring = {"sigprop.translation.search", "sigprop.translation.bleu", "sigprop.translation.evaluation"}
+    assert scoring <= evaluate and not scoring & train
+    assert not {"sigprop.translation.job", "sigprop.translation.task"} & evaluate
 
 
 # rule (plot: one job per figure) -> the modules that, by the import statements, it loads
@@ -124,15 +129,18 @@ def _rule_keys() -> list[tuple[str, tuple[str, ...]]]:
 
 # edited file -> the rules (plot:<figure>) whose code hash must change; read off the import statements
 EDITS = {
-    "sigprop/params.py": {"simulate", "train_toy", "aggregate", "checks", "train_translation", "table1", "table2",
-                          "plot:fig07"},  # model, experiments, aggregation import params; fig07.py aggregation
+    "sigprop/params.py": {"simulate", "train_toy", "aggregate", "checks", "train_translation", "evaluate_translation",
+                          "simulate_method_init", "table1", "table2", "plot:fig07"},  # model, aggregation import it
     "sigprop/plotting/_heatmaps.py": {"plot:fig12", "plot:fig13"},
     "sigprop/plotting/style.py": {"plot:fig07", "plot:fig08", "plot:fig12", "plot:fig13", "table1", "table2"},
     "sigprop/toy.py": {"train_toy"},
     "sigprop/report.py": {"report"},
     "sigprop/translation/task.py": {"train_translation"},
+    "sigprop/translation/search.py": {"evaluate_translation"},
+    "sigprop/translation/bleu.py": {"evaluate_translation"},
     "sigprop/translation/tables.py": {"table1", "table2"},
-    "sigprop/train/loop.py": {"train_toy", "train_translation"},
+    "sigprop/train/loop.py": {"train_toy", "train_translation", "evaluate_translation",
+                              "simulate_method_init"},  # translation.methods imports sigprop.train
 }
 
 
@@ -182,6 +190,9 @@ def test_walk_covers_every_module_the_commands_load(tmp_path, copy_data):  # noq
         "train_translation": ("sigprop.translation", "train", "--data", str(copy_data), "--out-dir",
                               str(tmp_path / "run"), "--spec",
                               json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
+        "evaluate_translation": ("sigprop.translation", "evaluate", "--data", str(copy_data), "--run-dir",
+                                 str(tmp_path / "run"), "--spec",
+                                 json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
         "iwslt_status": ("sigprop.translation", "status", "--dataset", "iwslt14-mini", "--out",
                          str(tmp_path / "status.json"), "--local-dir", str(tmp_path / "no-data")),
         "table2": ("sigprop.translation", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
@@ -217,7 +228,7 @@ def _edited_copy(tmp_path: Path, rel: str) -> Path:
 
 
 def test_translation_job_whose_code_changed_trains_from_update_0(copy_data, tmp_path, monkeypatch):  # noqa: F811
-    from sigprop.translation.job import train_and_evaluate
+    from sigprop.translation.job import train as train_and_evaluate  # the training job only
     from sigprop.translation.task import TranslationTask
 
     spec = job_spec(optimizer={"updates": 12}, evaluation={"beam": 1})

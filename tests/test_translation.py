@@ -25,8 +25,9 @@ from sigprop.translation import methods
 from sigprop.translation.batching import collate, token_batches
 from sigprop.translation.bleu import detok_sacrebleu, tokenized_bleu
 from sigprop.translation.datastatus import locate
-from sigprop.translation.job import train_and_evaluate
-from sigprop.translation.plan import Run, all_runs, check_config, run_spec, target_runs
+from sigprop.translation.evaluation import evaluate_run
+from sigprop.translation.job import train
+from sigprop.translation.plan import Run, all_runs, check_config, run_spec, spec_json, target_runs
 from sigprop.translation.search import DecoderCache, SearchConfig, beam_search, greedy_search
 from sigprop.translation.task import TranslationTask
 
@@ -86,19 +87,93 @@ def test_source_padding_is_masked():
     torch.testing.assert_close(out, out2, rtol=0, atol=1e-5)
 
 
+def _std(weights) -> float:
+    return float(torch.cat([w.detach().flatten() for w in weights]).std())
+
+
+def _xavier_std(fan_in: int, fan_out: int, gain: float = 1.0) -> float:
+    return gain * math.sqrt(6 / (fan_in + fan_out)) / math.sqrt(3)  # Xavier-uniform bound / sqrt(3)
+
+
 @torch.no_grad()
 def test_shared_embeddings_and_tfixup_scales():
+    """T-Fixup as the authors' code: Wq, Wk Xavier with gain 1/sqrt(2) (unscaled), Wv gain 1 times the scale."""
     model = tiny_model(init="tfixup", layers=4)
     assert model.embed.weight[1].abs().sum() == 0  # padding row
-    n, d = 4, 32
-    xavier = math.sqrt(6 / (2 * d)) / math.sqrt(3)  # std of Xavier-uniform, square matrix
-    enc_v = torch.cat([b.attn.wv.weight.flatten() for b in model.encoder.blocks]).std()
-    dec_v = torch.cat([b.cross.wv.weight.flatten() for b in model.decoder.blocks]).std()
-    enc_q = torch.cat([b.attn.wq.weight.flatten() for b in model.encoder.blocks]).std()
-    assert float(enc_v) == pytest.approx(xavier * 0.67 * n**-0.25, rel=0.1)
-    assert float(dec_v) == pytest.approx(xavier * (9 * n) ** -0.25, rel=0.1)
-    assert float(enc_q) == pytest.approx(xavier, rel=0.1)  # queries and keys are not scaled
+    n, d, ff = 4, 32, 64
+    xavier = _xavier_std(d, d)  # square matrices
+    enc, dec = model.encoder.blocks, model.decoder.blocks
+    assert _std(b.attn.wq.weight for b in enc) == pytest.approx(xavier * 2**-0.5, rel=0.05)
+    assert _std(b.attn.wk.weight for b in enc) == pytest.approx(xavier * 2**-0.5, rel=0.05)
+    assert _std(b.cross.wq.weight for b in dec) == pytest.approx(xavier * 2**-0.5, rel=0.05)
+    assert _std(b.attn.wv.weight for b in enc) == pytest.approx(xavier * 0.67 * n**-0.25, rel=0.05)
+    assert _std(b.attn.wo.weight for b in enc) == pytest.approx(xavier * 0.67 * n**-0.25, rel=0.05)
+    assert _std(b.ffn.w1.weight for b in enc) == pytest.approx(_xavier_std(d, ff) * 0.67 * n**-0.25, rel=0.05)
+    assert _std(b.cross.wv.weight for b in dec) == pytest.approx(xavier * (9 * n) ** -0.25, rel=0.05)
+    assert _std(b.ffn.w2.weight for b in dec) == pytest.approx(_xavier_std(ff, d) * (9 * n) ** -0.25, rel=0.05)
+    assert all(float(b.ffn.w1.bias.abs().max()) == 0 for b in enc)  # fairseq 0.9's Linear(): bias 0
     assert float(model.embed.weight.std()) == pytest.approx(d**-0.5 * (9 * n) ** -0.25, rel=0.1)
+
+
+@torch.no_grad()
+def test_fairseq_init_is_fairseq_0_10s():
+    """q/k/v Xavier gain 1/sqrt(2) with nn.Linear's default biases, out_proj Xavier with bias 0, fc1/fc2 nn.Linear's
+    default U(+-1/sqrt(fan_in)) for weight and bias (fairseq >= 0.10), embeddings N(0, 1/d)."""
+    model = tiny_model(init="fairseq", layers=4)
+    d, ff = 32, 64
+    blocks = [*model.encoder.blocks, *model.decoder.blocks]
+    attns = [b.attn for b in blocks] + [b.cross for b in model.decoder.blocks]
+    for name in ("wq", "wk", "wv"):
+        assert _std(getattr(a, name).weight for a in attns) == pytest.approx(_xavier_std(d, d, 2**-0.5), rel=0.05)
+        assert _std(getattr(a, name).bias for a in attns) == pytest.approx((3 * d) ** -0.5, rel=0.1)
+    assert _std(a.wo.weight for a in attns) == pytest.approx(_xavier_std(d, d), rel=0.05)
+    assert all(float(a.wo.bias.abs().max()) == 0 for a in attns)
+    assert _std(b.ffn.w1.weight for b in blocks) == pytest.approx((3 * d) ** -0.5, rel=0.05)  # U(+-1/sqrt(d))
+    assert _std(b.ffn.w2.weight for b in blocks) == pytest.approx((3 * ff) ** -0.5, rel=0.05)
+    assert float(torch.cat([b.ffn.w1.bias for b in blocks]).abs().max()) <= d**-0.5
+    assert _std(b.ffn.w1.bias for b in blocks) == pytest.approx((3 * d) ** -0.5, rel=0.15)
+    assert float(model.embed.weight[2:].std()) == pytest.approx(d**-0.5, rel=0.05)
+
+
+def test_rezero_has_one_trainable_scalar_per_block():
+    """shared_alpha: one Parameter per block for all its sub-layers, whose gradient is the sum of those of the
+    two separate scalars of the same model (the chain rule through alpha1 and alpha2)."""
+    cfg = methods.model_config({"d_model": 32, "n_heads": 4, "d_ff": 64},
+                               {"norm": "none", "alpha": 0.3, "trainable_alpha": True, "shared_alpha": True}, 3, 40)
+    torch.manual_seed(0)
+    shared = EncoderDecoder(cfg)
+    scalars = [p for p in shared.parameters() if p.dim() == 0]
+    assert len(scalars) == 3 + 3 and all(b.alpha1 is b.alpha2 for b in (*shared.encoder.blocks, *shared.decoder.blocks))
+    cfg.block.shared_alpha = False
+    torch.manual_seed(0)
+    separate = EncoderDecoder(cfg)
+    assert len([p for p in separate.parameters() if p.dim() == 0]) == 2 * 6
+    separate.load_state_dict(shared.state_dict())  # the same weights (state_dict lists alpha2 for both)
+    src, prev = src_batch(), src_batch(2)
+    for m in (shared.eval(), separate.eval()):
+        logits, _ = m(src, prev)
+        logits.square().mean().backward()
+    for bs, bp in zip(shared.decoder.blocks, separate.decoder.blocks, strict=True):
+        assert float(bs.alpha1.grad) == pytest.approx(float(bp.alpha1.grad + bp.alpha2.grad), rel=1e-4)
+    opt = torch.optim.SGD(shared.parameters(), lr=0.1)
+    opt.step()
+    assert all(b.alpha1 is b.alpha2 for b in shared.encoder.blocks)
+    bad = ModelConfig(d_model=8, n_heads=2, d_ff=8, n_layers=1, alpha1=1.0, alpha2=0.5, shared_alpha=True)
+    with pytest.raises(ValueError, match="shared_alpha needs alpha1 = alpha2"):
+        EncoderDecoder(Seq2SeqConfig(block=bad, vocab=10))
+
+
+def test_radam_first_step_is_the_authors_unrectified_step():
+    """RAdam (the authors' fairseq fork, torch.optim.RAdam): at step 1 rho_1 = 1 <= 5, so the update is
+    p (1 - lr wd) - lr g (bias-corrected momentum, decoupled decay), computed here by hand."""
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0, 0.5]))
+    opt = methods.build_optimizer([p], {"kind": "radam", "lr": 0.1, "betas": [0.9, 0.98], "weight_decay": 0.01})
+    assert isinstance(opt, torch.optim.RAdam)
+    g = torch.tensor([0.3, 0.1, -0.2])
+    p.grad = g.clone()
+    before = p.detach().clone()
+    opt.step()
+    torch.testing.assert_close(p.detach(), before * (1 - 0.1 * 0.01) - 0.1 * g)
 
 
 def test_set_tau_reaches_every_attention():
@@ -319,11 +394,22 @@ def job_spec(**over) -> dict:
     return spec
 
 
+def train_and_evaluate(spec: dict, data: Path, out: Path) -> dict:
+    """The two jobs of one run, as the workflow chains them: train_translation, then evaluate_translation."""
+    train(spec, data, out)
+    return evaluate_run(spec, data, out)
+
+
 def test_tiny_training_lowers_the_loss_and_writes_every_file(copy_data, tmp_path):
+    from sigprop.translation.plan import RUN_FILES
+
     out = tmp_path / "run"
-    summary = train_and_evaluate(job_spec(), copy_data, out)
-    for name in ("log.parquet", "eval.parquet", "eval.json", "checkpoint_best.pt", "hypotheses.txt"):
-        assert (out / name).exists(), name
+    trained = train(job_spec(), copy_data, out)
+    assert {p.name for p in out.iterdir()} == {"log.parquet", "train.json", "checkpoint_best.pt"}  # no BLEU yet
+    assert "bleu" not in trained
+    summary = evaluate_run(job_spec(), copy_data, out)
+    assert {p.name for p in out.iterdir()} == set(RUN_FILES)
+    assert summary["best_update"] == trained["best_update"] and summary["decode_dtype"] == "float32"
     log = pd.read_parquet(out / "log.parquet")
     loss = log[log.metric == "loss"].sort_values("step")["value"].to_numpy()
     assert loss[-1] < 0.7 * loss[0]
@@ -384,6 +470,31 @@ def test_resume_gives_the_same_parameters(copy_data, tmp_path, monkeypatch):
     pd.testing.assert_frame_equal(la, lb)
 
 
+def test_evaluation_rereads_the_best_checkpoint_in_float32_without_touching_training(copy_data, tmp_path):
+    from sigprop.translation.evaluation import decode_test, load_best
+    from sigprop.translation.job import fingerprint
+
+    out, spec = tmp_path / "run", job_spec()
+    train(spec, copy_data, out)
+    trained = {n: (out / n).read_bytes() for n in ("log.parquet", "train.json", "checkpoint_best.pt")}
+    five = evaluate_run(spec, copy_data, out)
+    greedy_spec = job_spec(evaluation={"beam": 1})
+    assert fingerprint(greedy_spec) == fingerprint(spec)  # the evaluation section is not part of the training
+    greedy = evaluate_run(greedy_spec, copy_data, out)  # re-evaluation with another beam
+    assert {n: (out / n).read_bytes() for n in trained} == trained
+    assert (five["beam"], greedy["beam"]) == (2, 1) and greedy["best_update"] == five["best_update"]
+    # the hypotheses are the best checkpoint's, decoded in float32 even from a bf16 copy of the model
+    ckpt = torch.load(out / "checkpoint_best.pt", weights_only=True)
+    model = load_best(spec, copy_data, ckpt, torch.device("cpu")).to(torch.bfloat16)
+    _, hyps = decode_test(model, copy_data, greedy_spec["evaluation"])
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    reference = load_best(spec, copy_data, ckpt, torch.device("cpu")).to(torch.bfloat16).float()
+    assert hyps == decode_test(reference, copy_data, greedy_spec["evaluation"])[1]
+    full = load_best(spec, copy_data, ckpt, torch.device("cpu"))
+    assert (out / "hypotheses.txt").read_text().splitlines() == decode_test(full, copy_data,
+                                                                           greedy_spec["evaluation"])[1]
+
+
 def test_divergence_is_recorded_and_logs_kept(copy_data, tmp_path):
     spec = job_spec(
         method_config={"optimizer": "sgd", "norm": "none"},
@@ -421,6 +532,9 @@ def test_plan_shares_runs_between_targets(repo_root):
     assert len(target_runs(cfg, "table1")) == 7 * 5
     spec = run_spec(cfg, Run("sgd_temperature", 6, 2))
     assert spec["optimizer"]["lr"] == 2e-2 and spec["method_config"]["tau"] == 8.5
+    run = Run("sgd_temperature", 6, 2)
+    assert "evaluation" not in json.loads(spec_json(cfg, run, "train"))  # a beam change retrains nothing
+    assert json.loads(spec_json(cfg, run, "evaluate")) == spec
     cfg["translation"]["fig06"]["methods"].append("adam_nope")
     with pytest.raises(ValueError, match="adam_nope"):
         check_config(cfg)

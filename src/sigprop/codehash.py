@@ -39,6 +39,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "prepare_iwslt": ("sigprop.translation.__main__:prepare",),
     "binarize_iwslt": ("sigprop.data.iwslt",),
     "train_translation": ("sigprop.translation.__main__:train",),
+    "evaluate_translation": ("sigprop.translation.__main__:evaluate",),  # search and BLEU: not in training's walk
     "table1": ("sigprop.translation.__main__:table1",),
     "table2": ("sigprop.translation.__main__:table2",),
     "simulate_method_init": ("sigprop.translation.initprobe",),  # Fig S1 (workflow/rules/supplementary.smk)

@@ -43,6 +43,8 @@ class ModelConfig:
     alpha1: float | str = 1.0
     alpha2: float | str = 1.0
     trainable_alpha: bool = False
+    #: one residual scale per block for all its sub-layers (ReZero's single ``resweight``): alpha2 is alpha1
+    shared_alpha: bool = False
     tau: float = 1.0
     attention: AttentionKind = "softmax"
     activation: Activation = "relu"
@@ -242,11 +244,15 @@ class _Block(nn.Module):
         self.ffn = FeedForward(cfg)
         a1 = torch.tensor(resolve_alpha(cfg.alpha1, cfg.n_layers))
         a2 = torch.tensor(resolve_alpha(cfg.alpha2, cfg.n_layers))
+        if cfg.shared_alpha and float(a1) != float(a2):
+            raise ValueError(f"shared_alpha needs alpha1 = alpha2, got {cfg.alpha1} and {cfg.alpha2}")
         if cfg.trainable_alpha:
-            self.alpha1, self.alpha2 = nn.Parameter(a1), nn.Parameter(a2)
+            self.alpha1 = nn.Parameter(a1)
+            # shared: the same Parameter under both names (parameters() yields it once)
+            self.alpha2 = self.alpha1 if cfg.shared_alpha else nn.Parameter(a2)
         else:
             self.register_buffer("alpha1", a1)
-            self.register_buffer("alpha2", a2)
+            self.register_buffer("alpha2", a1 if cfg.shared_alpha else a2)
         self.fast = False  # the fast dropout (:func:`dropout`); see MultiHeadAttention.fast
         n_norms = 3 if cross else 2
         use_ln = cfg.norm != "none"
@@ -442,15 +448,21 @@ class Seq2SeqConfig:
     only shifts the phase). Dropout ``block.dropout`` follows the embedding and every sub-layer.
 
     ``init``:
-      * ``fairseq``: fairseq's transformer: embeddings N(0, d^-1/2) with a zero padding row;
-        query/key/value Xavier-uniform with gain 1/sqrt(2), output and feed-forward weights
-        Xavier-uniform; biases zero.
+      * ``fairseq``: fairseq >= 0.10's transformer (``TransformerEncoderLayer``/``DecoderLayer``
+        and ``MultiheadAttention.reset_parameters`` of fairseq 0.10-0.12): embeddings N(0, d^-1/2)
+        with a zero padding row; query/key/value weights Xavier-uniform with gain 1/sqrt(2), their
+        biases PyTorch's default U(+-1/sqrt(fan_in)) (``reset_parameters`` leaves them); attention
+        output Xavier-uniform (gain 1), bias zero; feed-forward fc1/fc2 PyTorch's default
+        ``nn.Linear`` init (weight and bias U(+-1/sqrt(fan_in)); fairseq <= 0.9 used Xavier, bias 0).
       * ``paper``: the model family's init (:func:`init_paper_`), embeddings as ``fairseq``.
-      * ``tfixup``: T-Fixup (Huang et al., 2020): Xavier-uniform (gain 1) everywhere, embeddings
-        N(0, d^-1/2) times (9 N)^-1/4; in every encoder block the value, attention-output and
-        both feed-forward weights times 0.67 N^-1/4; in every decoder block the same weights
-        (self- and cross-attention) times (9 N)^-1/4 (N = blocks of that stack; as the
-        authors' fairseq code, the shared embedding is scaled once, with the encoder's N).
+      * ``tfixup``: T-Fixup (Huang et al., 2020) as the authors' code (layer6ai-labs/T-Fixup, a fork of
+        fairseq 0.9.0): queries and keys Xavier-uniform with gain 1/sqrt(2) (not rescaled), values with
+        gain 1 (their 1/sqrt(2) times sqrt(2)), attention output and fc1/fc2 Xavier-uniform (gain 1,
+        bias 0: fairseq 0.9's ``Linear``), query/key/value biases PyTorch's default; embeddings
+        N(0, d^-1/2) times (9 N)^-1/4; in every encoder block the value, attention-output and both
+        feed-forward weights times 0.67 N^-1/4; in every decoder block the same weights (self- and
+        cross-attention) times (9 N)^-1/4 (N = blocks of that stack; as the authors' code, the shared
+        embedding is scaled once, with the encoder's N).
     """
 
     block: ModelConfig
@@ -481,6 +493,12 @@ def _xavier_(w: Tensor, gain: float = 1.0, generator: torch.Generator | None = N
     fan_out, fan_in = w.shape
     bound = gain * math.sqrt(6.0 / (fan_in + fan_out))
     w.uniform_(-bound, bound, generator=generator)
+
+
+def _default_uniform_(t: Tensor, fan_in: int, generator: torch.Generator | None = None) -> None:
+    """``nn.Linear``'s default init of a weight or bias: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    t.uniform_(-bound, bound, generator=generator)
 
 
 class EncoderDecoder(nn.Module):
@@ -536,22 +554,33 @@ class EncoderDecoder(nn.Module):
             for m in self.modules():
                 if isinstance(m, MultiHeadAttention):
                     for lin in (m.wq, m.wk, m.wv):
-                        _xavier_(lin.weight, 1.0 if tfixup else 2**-0.5, generator)
+                        _xavier_(lin.weight, 2**-0.5, generator)
+                        if lin.bias is not None:
+                            _default_uniform_(lin.bias, lin.in_features, generator)
                     if isinstance(m.wo, nn.Linear):
                         _xavier_(m.wo.weight, 1.0, generator)
+                        if m.wo.bias is not None:
+                            m.wo.bias.zero_()
                 elif isinstance(m, FeedForward):
-                    _xavier_(m.w1.weight, 1.0, generator)
-                    _xavier_(m.w2.weight, 1.0, generator)
+                    for lin in (m.w1, m.w2):
+                        if tfixup:  # fairseq 0.9's Linear(): Xavier-uniform, bias 0
+                            _xavier_(lin.weight, 1.0, generator)
+                            if lin.bias is not None:
+                                lin.bias.zero_()
+                        else:  # fairseq >= 0.10: nn.Linear's default init
+                            _default_uniform_(lin.weight, lin.in_features, generator)
+                            if lin.bias is not None:
+                                _default_uniform_(lin.bias, lin.in_features, generator)
                 elif isinstance(m, nn.LayerNorm):
                     m.reset_parameters()
-                if isinstance(m, nn.Linear) and m.bias is not None:
-                    m.bias.zero_()
             if tfixup:
                 n_enc, n_dec = len(self.encoder.blocks), len(self.decoder.blocks)
                 self.embed.weight.mul_((9 * n_enc) ** -0.25)
                 for stack, scale in ((self.encoder, 0.67 * n_enc**-0.25), (self.decoder, (9 * n_dec) ** -0.25)):
                     for block in stack.blocks:
                         attns = [block.attn] + ([block.cross] if block.cross is not None else [])
+                        for a in attns:  # the values' gain 1/sqrt(2) -> 1, as the authors' code
+                            a.wv.weight.mul_(2**0.5)
                         weights = [a.wv.weight for a in attns] + [block.ffn.w1.weight, block.ffn.w2.weight]
                         weights += [a.wo.weight for a in attns if isinstance(a.wo, nn.Linear)]
                         for w in weights:

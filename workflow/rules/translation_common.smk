@@ -70,15 +70,19 @@ def translation_raw_files(figure):
     return [f"{run.directory(DATASET)}/{name}" for run in target_runs(config, figure)]
 
 
-def translation_spec(wildcards):
-    """The JSON spec of one training run of this config."""
+def translation_spec(wildcards, part="train"):
+    """The JSON spec of one training run of this config (without its evaluation section)."""
     if wildcards.dataset != DATASET:
         raise ValueError(
             f"this config trains on {DATASET!r}, not {wildcards.dataset!r}"
         )
-    return spec_json(
-        config, Run(wildcards.method, int(wildcards.layers), int(wildcards.seed))
-    )
+    run = Run(wildcards.method, int(wildcards.layers), int(wildcards.seed))
+    return spec_json(config, run, part)
+
+
+def evaluation_spec(wildcards):
+    """The JSON spec of one run's evaluation (the whole run spec, evaluation included)."""
+    return translation_spec(wildcards, "evaluate")
 
 
 def translation_targets(wildcards):

@@ -5,7 +5,9 @@
 * :mod:`.search` - greedy and beam search.
 * :mod:`.bleu` - tokenised BLEU (as fairseq scores IWSLT) and detokenised sacreBLEU.
 * :mod:`.probes` - per-layer measurements logged during training.
-* :mod:`.job` - one training run (method, depth, seed) on the shared training loop, then evaluation.
+* :mod:`.job` - one training run (method, depth, seed) on the shared training loop.
+* :mod:`.evaluation` - beam search and BLEU of a run's best checkpoint (a rule of its own).
+* :mod:`.claims` - the paper's translation claims as checks (Table 1's order, Figs 1, 6, 14).
 * :mod:`.plan` - which runs a config asks for (used by the workflow).
 * :mod:`.tables` - Tables 1 and 2.
 """

@@ -1,4 +1,4 @@
-"""``python -m sigprop.translation {status,prepare,train,table1,table2}`` (used by the workflow rules)."""
+"""``python -m sigprop.translation {status,prepare,train,evaluate,table1,table2}`` (used by the workflow rules)."""
 
 from __future__ import annotations
 
@@ -26,11 +26,15 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("prepare", help="preprocess the located data as fairseq into --out")
     p.add_argument("--status", required=True)
     p.add_argument("--out", required=True)
-    p = sub.add_parser("train", help="one training run + evaluation")
+    p = sub.add_parser("train", help="one training run (log, best checkpoint, training summary)")
     p.add_argument("--spec", required=True, help="JSON run spec (sigprop.translation.plan.run_spec)")
     p.add_argument("--data", required=True, help="binarised dataset directory")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--progress", action="store_true", help="tqdm bar even when stderr is not a terminal")
+    p = sub.add_parser("evaluate", help="beam search + BLEU of a trained run's best checkpoint")
+    p.add_argument("--spec", required=True, help="JSON run spec with its evaluation section")
+    p.add_argument("--data", required=True, help="binarised dataset directory")
+    p.add_argument("--run-dir", required=True, help="the training run's directory (checkpoint_best.pt, train.json)")
     p = sub.add_parser("table1", help="eval tables -> aggregated Table 1 and its csv/tex/png")
     p.add_argument("--aggregated", required=True)
     p.add_argument("--out-dir", required=True)
@@ -78,16 +82,27 @@ def prepare(args: argparse.Namespace) -> int:
 
 
 def train(args: argparse.Namespace) -> int:
-    """One training run and its evaluation."""
+    """One training run (no evaluation: that is the ``evaluate`` subcommand, a rule of its own)."""
     import torch
 
-    from sigprop.translation.job import train_and_evaluate
+    from sigprop.translation.job import train as train_run
 
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    summary = train_and_evaluate(
-        json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None
-    )
+    summary = train_run(json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None)
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Beam search and BLEU of a trained run's best checkpoint (float32)."""
+    import torch
+
+    from sigprop.translation.evaluation import evaluate_run
+
+    if "OMP_NUM_THREADS" in os.environ:
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    summary = evaluate_run(json.loads(args.spec), args.data, args.run_dir)
     print(json.dumps(summary, indent=2, default=str))
     return 0
 
@@ -108,7 +123,14 @@ def table2(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"status": status, "prepare": prepare, "train": train, "table1": table1, "table2": table2}
+COMMANDS = {
+    "status": status,
+    "prepare": prepare,
+    "train": train,
+    "evaluate": evaluate,
+    "table1": table1,
+    "table2": table2,
+}
 
 
 if __name__ == "__main__":

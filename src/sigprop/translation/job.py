@@ -1,29 +1,30 @@
-"""One translation run: train one method at one depth and seed on the shared loop, then evaluate.
+"""One translation run: train one method at one depth and seed on the shared loop (rule ``train_translation``).
 
 Files in the run directory (``results/raw/translation/<dataset>/<method>/layers~<X>/seed~<s>/``):
 
 * ``log.parquet``: tidy log (step, metric, side = encoder/decoder, layer, value, plus the run's keys): training loss
   and NLL, lr, tau, validation loss, and per layer the Wq/Wk/Wv gradient norms, token cosine,
   token norm and alphas (step 0 = initialisation);
-* ``eval.parquet`` (one row) and ``eval.json``: test BLEU of the best validation checkpoint, or
-  ``diverged = true`` (then no evaluation);
-* ``checkpoint_best.pt``: the best validation checkpoint (``{"model", "update", "score"}``);
-* ``hypotheses.txt``: the test translations (BPE removed);
+* ``train.json``: the training summary (updates, diverged, best update and validation loss, wall time), the
+  spec and provenance;
+* ``checkpoint_best.pt``: the best validation checkpoint (``{"model", "update", "score"}``; ``model`` is None
+  when the run diverged before its first validation);
 * ``state/``, while the job runs: the loop's resumable ``last.pt``, ``best.pt`` and a JSON-lines log. A killed
   job restarted with the same spec and the same code (:func:`fingerprint`) resumes there
   (``torch.load(weights_only=True)``); ``state/`` is deleted once every output above is written, so a rerun
   (after a code or config change) trains from update 0.
+
+The test-set evaluation (beam search, BLEU: ``eval.parquet``, ``eval.json``, ``hypotheses.txt``) is
+:mod:`sigprop.translation.evaluation`, a rule of its own: this module imports neither it nor the search or
+BLEU code, so editing those reruns evaluation, not training (and does not change :func:`fingerprint`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import math
 import random
 import shutil
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,9 @@ from sigprop.train import TrainConfig, Trainer, pick_device
 from sigprop.translation.task import TranslationTask
 
 log = logging.getLogger("sigprop.translation")
+
+#: the training summary (read by the evaluation rule, :mod:`sigprop.translation.evaluation`)
+TRAIN_SUMMARY = "train.json"
 
 
 def seed_everything(seed: int) -> None:
@@ -90,10 +94,10 @@ def run_keys(spec: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def train_and_evaluate(
+def train(
     spec: Mapping[str, Any], data_dir: str | Path, out_dir: str | Path, progress: bool | None = None
 ) -> dict[str, Any]:
-    """Train (resuming if a checkpoint of the same spec exists), evaluate the best checkpoint, write the files."""
+    """Train (resuming if a checkpoint of the same spec and code exists); write the files; return the summary."""
     out = Path(out_dir)
     state = out / "state"
     device = resolve_device(spec.get("device", "cpu"))
@@ -154,48 +158,12 @@ def train_and_evaluate(
         "train_wall_s": result.wall_s,
     }
     best = state / "best.pt"
-    hyps: list[str] = []
-    if result.diverged or not best.exists():
-        summary.update(
-            {
-                "bleu": math.nan,
-                "sacrebleu_detok": math.nan,
-                "test_sentences": 0,
-                "beam": int(spec["evaluation"].get("beam", 5)),
-            }
-        )
-        with atomic_path(out / "checkpoint_best.pt") as tmp:
-            if best.exists():
-                shutil.copyfile(best, tmp)
-            else:
-                torch.save({"model": None, "update": None, "score": None, "diverged": True}, tmp)
-    else:
-        ckpt = torch.load(best, map_location=device, weights_only=True)
-        model.load_state_dict(ckpt["model"])
-        model.set_tau(task.tau_at(int(ckpt["update"])))
-        tic = time.perf_counter()
-        autocast = (
-            torch.autocast("cuda", dtype=torch.bfloat16)
-            if cfg.bf16 and device.type == "cuda"
-            else contextlib.nullcontext()
-        )
-        scores, hyps = task.evaluate(model, autocast)
-        summary.update(scores)
-        summary["eval_wall_s"] = time.perf_counter() - tic
-        with atomic_path(out / "checkpoint_best.pt") as tmp:
+    with atomic_path(out / "checkpoint_best.pt") as tmp:
+        if best.exists():
             shutil.copyfile(best, tmp)
-        log.info(
-            "test BLEU %.2f (detok. sacreBLEU %.2f) on %d sentences, beam %d",
-            summary["bleu"],
-            summary["sacrebleu_detok"],
-            summary["test_sentences"],
-            summary["beam"],
-        )
-    with atomic_path(out / "hypotheses.txt") as tmp:
-        tmp.write_text("".join(h + "\n" for h in hyps))
-    with atomic_path(out / "eval.json") as tmp:
+        else:  # diverged before the first validation
+            torch.save({"model": None, "update": None, "score": None, "diverged": True}, tmp)
+    with atomic_path(out / TRAIN_SUMMARY) as tmp:
         tmp.write_text(json.dumps({"summary": summary, "spec": spec, "provenance": meta}, indent=2, default=str) + "\n")
-    row = {k: v for k, v in summary.items() if not isinstance(v, list | dict)}
-    write_table(pd.DataFrame([row]), out / "eval.parquet", meta)
     shutil.rmtree(state)  # every output is written: nothing to resume (a rerun trains from update 0)
     return summary

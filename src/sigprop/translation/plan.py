@@ -24,7 +24,8 @@ PAPER_TABLE1 = {
     "rezero": 34.55,
     "tfixup": 35.59,
 }
-RUN_FILES = ("log.parquet", "eval.parquet", "eval.json", "checkpoint_best.pt", "hypotheses.txt")
+#: a run directory's files: training (log, summary, best checkpoint), then evaluation (eval tables, hypotheses)
+RUN_FILES = ("log.parquet", "train.json", "checkpoint_best.pt", "eval.parquet", "eval.json", "hypotheses.txt")
 
 
 @dataclass(frozen=True, order=True)
@@ -94,9 +95,16 @@ def run_spec(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
     }
 
 
-def spec_json(config: Mapping[str, Any], run: Run) -> str:
-    """:func:`run_spec` as canonical JSON."""
-    return json.dumps(run_spec(config, run), sort_keys=True)
+def spec_json(config: Mapping[str, Any], run: Run, part: str = "evaluate") -> str:
+    """:func:`run_spec` as canonical JSON: whole (``part="evaluate"``, the evaluation rule's), or without its
+    ``evaluation`` section (``part="train"``: the training rule's, so that a change of beam, length penalty or
+    test sentences reruns evaluation only)."""
+    spec = run_spec(config, run)
+    if part == "train":
+        spec.pop("evaluation")
+    elif part != "evaluate":
+        raise ValueError(f"part {part!r}: use 'train' or 'evaluate'")
+    return json.dumps(spec, sort_keys=True)
 
 
 def check_config(config: Mapping[str, Any]) -> None:

@@ -1,15 +1,15 @@
-"""The translation task plugged into the shared training loop: data, batches, loss, validation, probes, test.
+"""The translation task plugged into the shared training loop: data, batches, loss, validation, probes.
 
-:class:`TranslationTask` owns everything specific to IWSLT: the binarised splits, the
-fairseq-style token batches, label-smoothed cross-entropy, validation loss, the per-layer probes
-and beam-search evaluation with BLEU. The optimisation loop itself (checkpoints, resume,
-divergence, logging cadence, best checkpoint) is :mod:`sigprop.train.loop`'s.
+:class:`TranslationTask` owns everything specific to IWSLT training: the binarised splits, the
+fairseq-style token batches, label-smoothed cross-entropy, validation loss and the per-layer probes.
+The optimisation loop itself (checkpoints, resume, divergence, logging cadence, best checkpoint) is
+:mod:`sigprop.train.loop`'s; the test-set evaluation (beam search, BLEU) is
+:mod:`sigprop.translation.evaluation`, a rule of its own (nothing here imports it).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -17,13 +17,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sigprop.data.iwslt import Dictionary, detok_bpe, load_split, read_lines
+from sigprop.data.iwslt import Dictionary, load_split
 from sigprop.model import EncoderDecoder
 from sigprop.train.schedules import Schedule
 from sigprop.translation import methods, probes
 from sigprop.translation.batching import make_batch, token_batches
-from sigprop.translation.bleu import bleu_summary
-from sigprop.translation.search import SearchConfig, translate
 
 
 def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
@@ -194,48 +192,3 @@ class TranslationTask:
     def log_hook(self, ctx: Any) -> list[dict]:
         """The training loop's log hook: gradient norms of this update, then :meth:`probe_rows`."""
         return probes.grad_rows(ctx.model) + self.probe_rows(ctx.model)
-
-    # ---- test -------------------------------------------------------------------------------
-
-    def test_references(self, n: int | None = None) -> list[str]:
-        """Tokenised, lowercased test references (BPE removed), as fairseq scores them."""
-        refs = [detok_bpe(line) for line in read_lines(self.data_dir / "test.en")]
-        return refs[:n] if n else refs
-
-    @torch.no_grad()
-    def evaluate(self, model: EncoderDecoder, autocast: Any = None) -> tuple[dict[str, Any], list[str]]:
-        """Decode the test split (beam search) and score it; returns (summary, hypotheses)."""
-        ev = self.spec["evaluation"]
-        test = load_split(self.data_dir, "test")
-        n = min(int(ev.get("max_sentences") or len(test)), len(test))
-        cfg = SearchConfig(
-            beam=int(ev.get("beam", 5)),
-            lenpen=float(ev.get("lenpen", 1.0)),
-            max_len_a=float(ev.get("max_len_a", 0.0)),
-            max_len_b=int(ev.get("max_len_b", 200)),
-            eos=self.eos,
-        )
-        per = int(ev.get("batch_sentences", 128))
-        order = sorted(range(n), key=lambda i: int(test.src_sizes[i]))
-        hyps: list[str] = [""] * n
-        model.eval()
-        for start in range(0, n, per):
-            idx = order[start : start + per]
-            src = make_batch(test, idx, self.pad, self.eos)["src"].to(self.device)
-            with autocast if autocast is not None else nullcontext():
-                out = translate(model, src, cfg)
-            for i, ids in zip(idx, out, strict=True):
-                hyps[i] = self.dictionary.string(ids, bpe=True)
-        refs = self.test_references(n)
-        summary = bleu_summary(hyps, refs)
-        summary.update(
-            {
-                "test_sentences": n,
-                "test_sentences_total": len(test),
-                "beam": cfg.beam,
-                "lenpen": cfg.lenpen,
-                "max_len_a": cfg.max_len_a,
-                "max_len_b": cfg.max_len_b,
-            }
-        )
-        return summary, hyps
