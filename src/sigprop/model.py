@@ -93,7 +93,7 @@ class MultiHeadAttention(nn.Module):
         self.wo = nn.Linear(dh, d, bias=cfg.bias) if cfg.out_proj else nn.Identity()
         self.tau = cfg.tau
         #: the training fast path (:meth:`EncoderDecoder.set_fast`): one GEMM for Q, K, V (K, V for
-        #: cross-attention) and, with attention dropout, scores, scale and mask in one ``baddbmm``.
+        #: cross-attention) and, with attention dropout on the CPU, the scale in the score GEMM.
         #: The parameters stay separate (same init and RNG order); off by default, so the init-time
         #: experiments keep the plain, bit-reproducible path.
         self.fast = False
@@ -158,16 +158,17 @@ class MultiHeadAttention(nn.Module):
         drop = self.cfg.attn_dropout if self.training else 0.0
         b, h, n, dk = q.shape
         m = k.shape[2]
-        if drop == 0.0:
-            # no dropout: SDPA's fused kernel, the mask as a broadcast boolean view (no (n, m) copy)
+        if drop == 0.0 or x.device.type != "cpu":
+            # SDPA's fused kernels (on the CPU only without dropout); the mask as a broadcast boolean view
             mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]
             if causal and (mask is not None or scale == 0.0):  # SDPA's is_causal path is NaN at scale 0 (tau = 0)
                 tri = torch.ones(n, m, dtype=torch.bool, device=x.device).tril()
                 mask = tri if mask is None else mask & tri
                 causal = False
-            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal, scale=scale)
+            out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal,
+                                                 scale=scale)
         else:
-            # with dropout SDPA falls back to its unfused math path (q and k scaled separately, the
+            # with dropout SDPA on the CPU falls back to its unfused math path (q and k scaled separately, the
             # mask converted per call); here the scale rides on the score GEMM and the mask is added
             # in place, broadcast
             scores = torch.baddbmm(q.new_zeros(()), q.reshape(b * h, n, dk), k.reshape(b * h, m, dk).transpose(1, 2),
