@@ -604,8 +604,10 @@ def test_table1_aggregation_and_checks():
     assert post.n_runs == 3 and post.n_diverged == 1 and post["mean"] == pytest.approx(31.05)
     assert list(t.method) == ["sgd_postln", "sgd_resscale", "sgd_temperature"]  # the paper's order
     rows = checks.run_checks({"table1": t})
-    assert rows.applicable.all() and len(rows) == 4
-    assert rows.set_index("name").filter(like="order", axis=0)["pass"].item()
+    assert rows.applicable.all() and len(rows) == 4  # 3 BLEU-vs-paper + the order (tests/test_claims.py)
+    order = rows[rows.name.str.contains("order")].iloc[0]
+    # the diverged SGD POST-LN run counts as BLEU 0 in the claim's Welch test: 3 runs this spread show no order
+    assert "20.70" in order["name"] and not order["pass"]
     mini = checks.run_checks({"table1": aggregation.table1(_eval_rows("iwslt14-mini"))})
     assert not mini.applicable.any() and "not applicable" in checks.summary(mini)
 

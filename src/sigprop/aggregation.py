@@ -372,17 +372,23 @@ def _diverged_runs(raw: pd.DataFrame) -> pd.DataFrame:
 def fig01(raw: pd.DataFrame) -> pd.DataFrame:
     """Token cosine (encoder, every layer) against the update step, mean and 95% CI over seeds.
 
-    ``layer == layers`` is the encoder output. Steps after a run diverged are missing from that run.
+    ``layer == layers`` is the encoder output. Steps after a run diverged are missing from that run. The
+    seed-level values are kept (``seeds``, ``seed_values``) for the claims' tests (:mod:`sigprop.translation.claims`).
     """
     cos = raw[(raw.metric == "cosine") & (raw.side == "encoder")]
-    table = summarise(cos, [*RUN_KEYS, "step", "layer"])
+    table = summarise(cos, [*RUN_KEYS, "step", "layer"], keep_seeds=True)
     return table.merge(_diverged_runs(raw), on=RUN_KEYS, how="left")
 
 
 def fig06(raw: pd.DataFrame) -> pd.DataFrame:
-    """Test BLEU and best validation loss per method and depth: mean, 95% CI over the runs that did not diverge."""
+    """Test BLEU and best validation loss per method and depth: mean, 95% CI over the runs that did not diverge.
+
+    ``seeds`` / ``seed_values``: every run's BLEU by seed (NaN where it diverged), for the claims' tests;
+    ``updates``: the most updates a run of the row trained (the scale the claims name).
+    """
     out = []
     for key, grp in raw.groupby(RUN_KEYS, sort=True):
+        by_seed = grp.sort_values("seed")
         g = grp[~grp.diverged.astype(bool)]
         m, lo, hi = mean_ci(g.bleu.to_numpy()) if len(g) else (np.nan, np.nan, np.nan)
         d = mean_ci(g.sacrebleu_detok.to_numpy())[0] if len(g) else np.nan
@@ -401,14 +407,18 @@ def fig06(raw: pd.DataFrame) -> pd.DataFrame:
                 "n_diverged": int(grp.diverged.astype(bool).sum()),
                 "test_sentences": int(grp.test_sentences.max()),
                 "beam": int(grp.beam.max()),
+                "updates": int(grp.updates.max()) if "updates" in grp else -1,
+                "seeds": by_seed.seed.to_numpy(dtype=int),
+                "seed_values": np.where(by_seed.diverged.astype(bool), np.nan, by_seed.bleu.to_numpy(dtype=float)),
             }
         )
     return pd.DataFrame(out)
 
 
 def fig14(raw: pd.DataFrame) -> pd.DataFrame:
-    """Cosine, alpha1, alpha2 and token norm per layer at about 5 update steps of one run (both stacks)."""
-    keep = raw[raw.metric.isin(["cosine", "alpha1", "alpha2", "act_norm"])]
+    """Cosine, alpha1, alpha2 and token norm per layer at about 5 update steps of one run (both stacks), and the
+    inverse temperature tau at those steps (0 at update 0 under a tau warm-up: exactly uniform attention)."""
+    keep = raw[raw.metric.isin(["cosine", "alpha1", "alpha2", "act_norm", "tau"])]
     steps = np.sort(keep[keep.metric == "cosine"].step.unique())
     if len(steps) > FIG14_SNAPSHOTS:
         steps = steps[np.unique(np.round(np.linspace(0, len(steps) - 1, FIG14_SNAPSHOTS)).astype(int))]

@@ -166,7 +166,8 @@ FIGURES: dict[str, FigureSpec] = {
         "fig14_sgd_temperature_dynamics",
         ("translation",),
         "During SGD-temperature training: token cosine, trained alpha1, alpha2 and token norm per layer at a few "
-        "update steps.",
+        "update steps. The update-0 curve is the initialisation, where the inverse temperature's warm-up starts: "
+        "tau = 0, i.e. exactly uniform attention (the legend gives tau at each step).",
         translation=True,
         claim=(
             "The trained residual scales grow during training but the token correlation does not increase much; "
@@ -216,7 +217,7 @@ FIGURES: dict[str, FigureSpec] = {
 }
 
 CHECKED = frozenset({"fig03", "fig04", "fig05", "fig07", "fig08", "fig09", "figS4", "fig10", "fig11", "table1",
-                     "figS1", "figS2", "figS3"})
+                     "figS1", "figS2", "figS3", "fig01", "fig06", "fig14"})
 
 # experiment name in the config -> experiment kind in sigprop.experiments.KINDS
 EXPERIMENT_KINDS: dict[str, str] = {

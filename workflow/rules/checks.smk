@@ -9,7 +9,7 @@ rule checks:
             for f in config["figures"]
             if FIGURES[f].checked and not FIGURES[f].needs_data
         ],
-        translation=translation_checks,  # Table 1, when the IWSLT'14 data is there
+        translation=translation_checks,  # Figs 1, 6, 14 and Table 1, when the IWSLT'14 data is there
         iwslt=iwslt_figure_checks,  # Fig S1, when its data is there (supplementary.smk)
     output:
         update("results/checks.csv"),  # kept until the job succeeds (as aggregate.smk)

@@ -96,10 +96,11 @@ def translation_targets(wildcards):
 
 
 def translation_checks(wildcards):
-    """Table 1's aggregated table for the checks, when it is built."""
-    if "table1" in TR_TARGETS and data_status(DATASET)["available"]:
-        return ["results/aggregated/table1.parquet"]
-    return []
+    """The aggregated tables of the requested translation figures and Table 1 for the checks (sigprop.checks,
+    sigprop.translation.claims), when the data is there to build them."""
+    if not TR_TARGETS or not data_status(DATASET)["available"]:
+        return []
+    return [f"results/aggregated/{t}.parquet" for t in TR_TARGETS]
 
 
 def table1_closure():

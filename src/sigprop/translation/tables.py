@@ -213,7 +213,7 @@ def write_table1(
     out = Path(out_dir)
     dataset = ", ".join(sorted(set(t.dataset)))
     with atomic_path(out / "table1_bleu.csv") as tmp:
-        t.to_csv(tmp, index=False)
+        t.drop(columns=["seeds", "seed_values"], errors="ignore").to_csv(tmp, index=False)  # per-seed: parquet
     disp = table1_display(t)
     sents = int(t.test_sentences.max()) if len(t) else 0
     how = (
