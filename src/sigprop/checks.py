@@ -160,7 +160,7 @@ def fig10(t: pd.DataFrame) -> list[Check]:
                   for _, grp in g.groupby("layer")]
             pmax = float(np.nanmax(ps))
             out.append(Check(name, "fig10", f"within {FIG10_MARGIN:.0%} (approximation)", _rel_dev(summ),
-                             f"TOST at every depth (intersection-union), largest p = {_p(pmax)} < {ALPHA}",
+                             f"TOST at every depth (intersection-union), largest p = {_p(pmax)} (pass if < {ALPHA})",
                              bool(pmax < ALPHA)))
         else:
             ok, outside = theory_band(devs)
@@ -206,7 +206,7 @@ def _threshold(fig: str, label: str, t: pd.DataFrame, metric: str, alpha: str, l
     mean, vals = _value_at(t, metric, alpha, layer)
     p = t_pvalue(vals, bound, "greater" if op == ">" else "less")
     return Check(f"{fig} {label}", fig, f"{op} {bound:g}", mean,
-                 f"one-sided t-test over {len(vals)} seeds, p = {_p(p)} < {ALPHA}", bool(p < ALPHA))
+                 f"one-sided t-test over {len(vals)} seeds, p = {_p(p)} (pass if < {ALPHA})", bool(p < ALPHA))
 
 
 def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
@@ -265,7 +265,7 @@ def figS4(t: pd.DataFrame) -> list[Check]:
     p = paired_pvalue(a[common].to_numpy(), b[common].to_numpy(), "greater")
     diff = float(r.loc["d_model", "mean"] - r.loc["d_k", "mean"])
     return [Check(f"figS4 POST-LN alpha=1: V gradient ratio at layer {last}, qk_fan d_model minus d_k", "figS4",
-                  "> 0", diff, f"paired one-sided t-test over {len(common)} seeds, p = {_p(p)} < {ALPHA}",
+                  "> 0", diff, f"paired one-sided t-test over {len(common)} seeds, p = {_p(p)} (pass if < {ALPHA})",
                   bool(p < ALPHA))]
 
 
@@ -356,7 +356,7 @@ def fig05(t: pd.DataFrame) -> list[Check]:
         out.append(Check(f"fig05 effective lr ratio {name} (geometric mean over layers, 2nd half of training)",
                          "fig05", "> 1", float(np.exp(seed_means.mean())),
                          f"one-sided t-test of the per-seed mean log ratio over {len(seed_means)} seeds, "
-                         f"p = {_p(p)} < {ALPHA}", bool(p < ALPHA)))
+                         f"p = {_p(p)} (pass if < {ALPHA})", bool(p < ALPHA)))
         per_layer = long.groupby("layer").log.mean()
         out.append(Check(f"fig05 effective lr ratio {name}, smallest layer (layer {int(per_layer.idxmin())}; shown)",
                          "fig05", "> 1", float(np.exp(per_layer.min())), "none", True, applicable=False))
