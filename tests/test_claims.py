@@ -105,6 +105,10 @@ def test_fig01_claims():
     assert not by_name(claims.fig01(aggregation.fig01(log_rows(lower_deep, FIG01_DECAY))), "rises").passed
     fast_deep = {**FIG01_DECAY, ("adam_postln", 4): 100.0}  # the deeper model lowers it sooner
     assert not by_name(claims.fig01(aggregation.fig01(log_rows(FIG01_INIT, fast_deep))), "take longer").passed
+    one_block = {("adam_postln", 1): 0.3, ("adam_postln_scaled", 1): 0.3, **FIG01_INIT}  # 1/sqrt(1) = 1: same model
+    decay = {("adam_postln", 1): 100.0, ("adam_postln_scaled", 1): 100.0, **FIG01_DECAY}
+    scaled = by_name(claims.fig01(aggregation.fig01(log_rows(one_block, decay))), "1/sqrt(L)")
+    assert scaled.passed and "(2 depths;" in scaled.tolerance  # depths 2 and 4 compared, not 1
     high_scaled = {**FIG01_INIT, ("adam_postln_scaled", 4): 0.9}  # 1/sqrt(L) above the unscaled at depth 4
     assert not by_name(claims.fig01(aggregation.fig01(log_rows(high_scaled, FIG01_DECAY))), "1/sqrt(L)").passed
 
