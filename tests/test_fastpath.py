@@ -14,7 +14,8 @@ import pytest
 import torch
 
 from sigprop import model as sp_model
-from sigprop.data.iwslt import binarize, load_split, write_lines
+from sigprop.data.iwslt.binarize import binarize, load_split
+from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, MultiHeadAttention, Seq2SeqConfig
 from sigprop.translation import methods
 from sigprop.translation.batching import collate, flat_arrays, make_batch, token_batches
@@ -32,11 +33,12 @@ def one_thread():
     torch.set_num_threads(before)
 
 
-def model_pair(norm: str = "post", tau: float = 1.0, dropout: float = 0.0, **kw) -> tuple[EncoderDecoder, ...]:
+def model_pair(norm: str = "post", tau: float = 1.0, dropout: float = 0.0, init: str = "fairseq",
+               **kw) -> tuple[EncoderDecoder, ...]:
     """The same weights on the plain and on the fast path."""
     block = ModelConfig(d_model=16, n_heads=4, d_ff=24, n_layers=2, norm=norm, bias=True, tau=tau, dropout=dropout,
                         attn_dropout=dropout, act_dropout=dropout, **kw)
-    plain = EncoderDecoder(Seq2SeqConfig(block=block, vocab=V, fast=False), torch.Generator().manual_seed(0))
+    plain = EncoderDecoder(Seq2SeqConfig(block=block, vocab=V, fast=False, init=init), torch.Generator().manual_seed(0))
     fast = copy.deepcopy(plain)
     fast.set_fast(True)
     assert not any(m.fast for m in plain.modules() if isinstance(m, MultiHeadAttention))
@@ -112,6 +114,27 @@ def test_fast_dropout_keeps_1_minus_p_and_is_unbiased(p):
     assert sp_model.dropout(z, p, False) is z or torch.equal(sp_model.dropout(z, p, False), z)
     assert torch.equal(sp_model.dropout(z, 0.0, True), z)
     assert torch.equal(sp_model.dropout(z, 1.0, True), torch.zeros_like(z))
+
+
+@pytest.mark.parametrize("method", ["rezero", "tfixup"])
+def test_fast_step_equals_plain_step_for_rezero_and_tfixup(method, monkeypatch):
+    monkeypatch.setattr(sp_model, "dropout", torch.nn.functional.dropout)
+    if method == "rezero":  # alpha = 0, trainable, one scalar per block, no LN (the config's rezero method)
+        plain, fast = model_pair("none", dropout=0.1, alpha1=0.0, alpha2=0.0, trainable_alpha=True, shared_alpha=True)
+        for m in (plain, fast):  # away from 0, so that every weight gets a gradient
+            for blk in [*m.encoder.blocks, *m.decoder.blocks]:
+                blk.alpha1.data.fill_(0.3)
+    else:
+        plain, fast = model_pair("none", dropout=0.1, init="tfixup")
+    b = batch(3)
+    out = []
+    for model, fused in ((plain, False), (fast, True)):
+        torch.manual_seed(4)
+        res = translation_step(model.train(), b, eps=0.1, pad=PAD, fused=fused)
+        res["loss"].backward()
+        out.append((res["loss"], grads(model)))
+    torch.testing.assert_close(out[1][0], out[0][0], rtol=1e-5, atol=0)
+    assert_close_grads(out[0][1], out[1][1])
 
 
 def test_fast_path_differs_from_a_wrong_model():
