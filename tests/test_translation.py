@@ -163,6 +163,19 @@ def test_rezero_has_one_trainable_scalar_per_block():
         EncoderDecoder(Seq2SeqConfig(block=bad, vocab=10))
 
 
+def test_table2_names_an_radam_optimizer(repo_root):
+    import yaml
+
+    from sigprop.translation.tables import table2_rows
+
+    cfg = yaml.safe_load((repo_root / "config" / "quick.yaml").read_text())
+    opts = cfg["translation"]["optimizers"]
+    opts["radam_nowarmup"] = {**opts["adam_nowarmup"], "kind": "radam"}
+    cfg["methods"]["tfixup"]["optimizer"] = "radam_nowarmup"
+    rows = {(r["section"], r["hyperparameter"]): r["ours"] for r in table2_rows(cfg)}
+    assert rows[("RAdam (T-Fixup)", "Adam (beta1, beta2)")] == "(0.9, 0.98)"
+
+
 def test_radam_first_step_is_the_authors_unrectified_step():
     """RAdam (the authors' fairseq fork, torch.optim.RAdam): at step 1 rho_1 = 1 <= 5, so the update is
     p (1 - lr wd) - lr g (bias-corrected momentum, decoupled decay), computed here by hand."""

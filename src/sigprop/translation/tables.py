@@ -76,7 +76,7 @@ def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
         ("General", "FFN inner hidden size", _num(model["d_ff"])),
         ("General", "Attention heads", _num(model["n_heads"])),
     ]
-    section = {"adam": "Adam", "sgd": "SGD"}
+    section = {"adam": "Adam", "sgd": "SGD", "radam": "RAdam"}
     for name, opt in opts.items():
         users = [m.get("label", k) for k, m in methods.items() if m.get("optimizer") == name]
         sec = section.get(name, f"{section[opt['kind']]} ({', '.join(users) or name})")
@@ -92,7 +92,7 @@ def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
             rows.append((sec, "Step scheduler gamma", _num(float(sched["gamma"]))))
             marks = [round(f * int(opt["updates"])) for f in sched["milestones"]]
             rows.append((sec, "Step scheduler update steps", str(marks)))
-        if opt["kind"] == "adam":
+        if opt["kind"] in ("adam", "radam"):
             b1, b2 = opt.get("betas", (0.9, 0.999))
             rows.append((sec, "Adam (beta1, beta2)", f"({_num(float(b1))}, {_num(float(b2))})"))
         else:
