@@ -117,7 +117,7 @@ class Corpus:
     def __init__(self, source: str, vocab_hint: int, seed: int, mini: Path = MINI) -> None:
         self.dataset: Any = None
         if source in ("auto", "mini") and (mini / "train.pt").exists() and (mini / "dict.txt").exists():
-            from sigprop.data.iwslt import Dictionary, load_split
+            from sigprop.data.iwslt.binarize import Dictionary, load_split
 
             self.dataset = load_split(mini, "train")
             self.vocab = len(Dictionary.load(mini / "dict.txt"))

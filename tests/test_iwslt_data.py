@@ -1,4 +1,4 @@
-"""Tests for sigprop.data.iwslt: fairseq-identical preprocessing, BPE, binarisation, errors."""
+"""Tests for the sigprop.data.iwslt package: fairseq-identical preprocessing, BPE, binarisation, errors."""
 
 from __future__ import annotations
 
@@ -12,28 +12,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from sigprop.data import iwslt
-from sigprop.data.iwslt import (
-    CONFIG_KEY,
-    ENV_VAR,
-    ChecksumError,
-    DataUnavailableError,
-    Dictionary,
-    TranslationPairs,
-    apply_bpe,
-    binarize,
-    clean_corpus,
-    detok_bpe,
-    download,
-    extract_xml_segments,
-    filter_train_tags,
-    locate_source,
-    lowercase,
-    moses_tokenize,
-    prepare,
-    preprocess_xml,
-    read_lines,
-)
+from sigprop.data.iwslt import corpus
+from sigprop.data.iwslt.binarize import Dictionary, TranslationPairs, binarize, load_split
+from sigprop.data.iwslt.bpe import apply_bpe, detok_bpe
+from sigprop.data.iwslt.corpus import CONFIG_KEY, ENV_VAR
+from sigprop.data.iwslt.fetch import ChecksumError, DataUnavailableError, download, locate_source
+from sigprop.data.iwslt.moses import clean_corpus, lowercase, moses_tokenize
+from sigprop.data.iwslt.preprocess import extract_xml_segments, filter_train_tags, prepare, preprocess_xml
+from sigprop.data.iwslt.textio import read_lines, sha256_file, write_lines
 
 _BESIDE_REPO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "iwslt14"
 # the official dev/test data: $SIGPROP_IWSLT_DIR (as the workflow reads it), else ../shared/data/iwslt14
@@ -59,8 +45,8 @@ def our_tokenised() -> dict[tuple[str, str], list[str]]:
     """Our preprocessing of every official dev/test XML file, keyed by (set name, lang)."""
     return {
         (name, lang): preprocess_xml(SHARED / "orig" / f"{name}.de-en.{lang}.xml", lang)
-        for name in iwslt.FULL_TEST_SETS
-        for lang in iwslt.LANGS
+        for name in corpus.FULL_TEST_SETS
+        for lang in corpus.LANGS
     }
 
 
@@ -68,8 +54,8 @@ def our_tokenised() -> dict[tuple[str, str], list[str]]:
 
 
 @needs_shared
-@pytest.mark.parametrize("lang", iwslt.LANGS)
-@pytest.mark.parametrize("name", iwslt.FULL_TEST_SETS)
+@pytest.mark.parametrize("lang", corpus.LANGS)
+@pytest.mark.parametrize("name", corpus.FULL_TEST_SETS)
 def test_xml_preprocessing_reproduces_fairseq_tokenised(our_tokenised, name, lang):
     ref = read_lines(SHARED / "tokenized" / f"{name}.de-en.{lang}")
     rate, diff = _match_rate(our_tokenised[(name, lang)], ref)
@@ -78,9 +64,9 @@ def test_xml_preprocessing_reproduces_fairseq_tokenised(our_tokenised, name, lan
 
 
 @needs_shared
-@pytest.mark.parametrize("lang", iwslt.LANGS)
+@pytest.mark.parametrize("lang", corpus.LANGS)
 def test_bpe_of_our_test_set_reproduces_fairseq(our_tokenised, lang):
-    tokenised = [x for name in iwslt.FULL_TEST_SETS for x in our_tokenised[(name, lang)]]
+    tokenised = [x for name in corpus.FULL_TEST_SETS for x in our_tokenised[(name, lang)]]
     ours = apply_bpe(tokenised, SHARED / "bpe10k" / "code")
     rate, diff = _match_rate(ours, read_lines(SHARED / "bpe10k" / f"test.{lang}"))
     assert rate == 1.0, f"test.{lang}: BPE match rate {rate:.4f}, first {diff}"
@@ -91,9 +77,9 @@ def test_bpe_of_our_test_set_reproduces_fairseq(our_tokenised, lang):
 def test_prepare_mini_end_to_end(tmp_path):
     out = tmp_path / "mini"
     man = prepare("iwslt14-mini", SHARED, out)
-    fairseq_test = {lang: read_lines(SHARED / "bpe10k" / f"test.{lang}") for lang in iwslt.LANGS}
+    fairseq_test = {lang: read_lines(SHARED / "bpe10k" / f"test.{lang}") for lang in corpus.LANGS}
     n_dev2010, n_tedx = 887, 1165
-    for lang in iwslt.LANGS:
+    for lang in corpus.LANGS:
         # train = fairseq's valid (BPE'd) exactly; valid = dev2010; test = tst2010-2012
         fairseq_valid = (SHARED / "bpe10k" / f"valid.{lang}").read_bytes()
         assert (out / f"train.{lang}").read_bytes() == fairseq_valid
@@ -103,9 +89,9 @@ def test_prepare_mini_end_to_end(tmp_path):
         "train": 7283, "valid": 887, "test": 1565 + 1433 + 1700}
     assert man["bpe"]["matches_fairseq_code"] is True
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk["files"]["train.de"]["sha256"] == iwslt.sha256_file(out / "train.de")
+    assert on_disk["files"]["train.de"]["sha256"] == sha256_file(out / "train.de")
     assert on_disk["dataset"] == "iwslt14-mini"
-    assert not list(out.glob(".*tmp*")), "temporary files left behind"
+    assert not list(out.glob(".*")), "temporary files left behind"
 
 
 @needs_shared
@@ -150,11 +136,11 @@ def test_prepare_full_from_fake_raw_release(tmp_path):
     raw = tmp_path / "de-en"
     raw.mkdir()
     words = {"de": "das haus ist sehr groß und alt", "en": "the house is very big and old"}
-    for lang in iwslt.LANGS:
+    for lang in corpus.LANGS:
         lines = ["<url>http://ted</url>", "<talkid>7</talkid>", "<title>Titel</title>"]
         lines += [f"{words[lang]} {i}." for i in range(1, 50)]
         (raw / f"train.tags.de-en.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
-        for name in iwslt.FULL_TEST_SETS:
+        for name in corpus.FULL_TEST_SETS:
             segs = "".join(f'<seg id="{i}"> {words[lang].capitalize()} {name[-4:]}. </seg>\n'
                            for i in range(1, 4))
             (raw / f"{name}.de-en.{lang}.xml").write_text(f"<mteval>\n{segs}</mteval>\n",
@@ -176,10 +162,10 @@ def test_prepare_full_from_fake_raw_release(tmp_path):
 def test_binarize_roundtrip(tmp_path):
     train = {"de": ["das haus@@ chen", "ein hund ."], "en": ["the little house", "a dog ."]}
     other = {"de": ["das boot", ""], "en": ["the boat", "."]}
-    for lang in iwslt.LANGS:
-        iwslt.write_lines(tmp_path / f"train.{lang}", train[lang])
-        iwslt.write_lines(tmp_path / f"valid.{lang}", other[lang])
-        iwslt.write_lines(tmp_path / f"test.{lang}", other[lang])
+    for lang in corpus.LANGS:
+        write_lines(tmp_path / f"train.{lang}", train[lang])
+        write_lines(tmp_path / f"valid.{lang}", other[lang])
+        write_lines(tmp_path / f"test.{lang}", other[lang])
     summary = binarize(tmp_path)
     vocab = Dictionary.load(tmp_path / "dict.txt")
     assert len(vocab) == summary["dict_size"] and len(vocab) % 8 == 0
@@ -198,7 +184,7 @@ def test_binarize_roundtrip(tmp_path):
         assert int(ds.src_sizes[i]) == len(src)
     assert vocab.string(ds[0][0], bpe=True) == "das hauschen"
 
-    valid = iwslt.load_split(tmp_path, "valid")
+    valid = load_split(tmp_path, "valid")
     src, tgt = valid[0]
     assert src.tolist() == [vocab.index("das"), vocab.unk_index, vocab.eos_index]  # "boot" OOV
     assert valid[1][0].tolist() == [vocab.eos_index]  # empty line -> just EOS
@@ -249,3 +235,27 @@ def test_download_verifies_checksum_and_extracts(tmp_path):
     with pytest.raises(ChecksumError):
         download(archive.as_uri(), "0" * 64, tmp_path / "cache2")
     assert not (tmp_path / "cache2" / "de-en.tgz").exists()
+
+
+def test_binarized_files_do_not_depend_on_the_temporary_names(tmp_path):
+    """Same text, same bytes: the .pt is written through a file object, so no temporary name gets into it."""
+    for d in ("a", "b"):
+        for split in corpus.SPLITS:
+            for lang in corpus.LANGS:
+                write_lines(tmp_path / d / f"{split}.{lang}", ["das haus@@ chen", "ein hund ."])
+        binarize(tmp_path / d)
+    for name in ("dict.txt", "train.pt", "valid.pt", "test.pt", "binarize.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    assert not list((tmp_path / "a").glob(".*")), "temporary files left behind"
+
+
+def test_package_imports_no_step():
+    """Importing sigprop.data.iwslt (as every submodule import does) loads none of the steps."""
+    import subprocess
+    import sys
+
+    code = "import sys, sigprop.data.iwslt; print(sorted(m for m in sys.modules if m.startswith('sigprop')))"
+    src = Path(__file__).resolve().parents[1] / "src"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(src)}).stdout
+    assert json.loads(out.replace("'", '"')) == ["sigprop", "sigprop.data", "sigprop.data.iwslt"]

@@ -111,7 +111,9 @@ def test_partial_entry_points_keep_other_subcommands_out():
     assert not {"sigprop.plotting.style", "sigprop.checks", "sigprop.aggregation", "sigprop.toy"} & simulate
     assert "sigprop.plotting.style" in plot and "sigprop.model" not in plot
     train = set(closure(ENTRY_POINTS["train_translation"]))
-    assert {"sigprop.translation.task", "sigprop.model", "sigprop.train.loop", "sigprop.data.iwslt"} <= train
+    assert {"sigprop.translation.task", "sigprop.model", "sigprop.train.loop", "sigprop.data.iwslt.binarize"} <= train
+    # downloading and preprocessing are the data rules': editing them re-prepares the data, it retrains nothing
+    assert not {"sigprop.data.iwslt.fetch", "sigprop.data.iwslt.preprocess"} & train
     assert "sigprop.translation.tables" not in train  # editing the tables redraws them, it retrains nothing
     assert "sigprop.translation.tables" in closure(ENTRY_POINTS["table1"])
     # search and BLEU are the evaluation rule's: editing them re-evaluates the best checkpoints, never retrains
@@ -141,6 +143,10 @@ EDITS = {
     "sigprop/translation/tables.py": {"table1", "table2"},
     "sigprop/train/loop.py": {"train_toy", "train_translation", "evaluate_translation",
                               "simulate_method_init"},  # translation.methods imports sigprop.train
+    "sigprop/data/iwslt/fetch.py": {"iwslt_status", "prepare_iwslt"},
+    "sigprop/data/iwslt/preprocess.py": {"prepare_iwslt"},
+    "sigprop/data/iwslt/binarize.py": {"binarize_iwslt", "train_translation", "evaluate_translation",
+                                       "simulate_method_init"},
 }
 
 
@@ -198,6 +204,11 @@ def test_walk_covers_every_module_the_commands_load(tmp_path, copy_data):  # noq
         "table2": ("sigprop.translation", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
                    json.dumps({k: _quick().get(k) for k in ("name", "methods", "translation")})),
     }
+    text = tmp_path / "text"  # prepared text files to binarise again (copy_data itself stays as it is)
+    text.mkdir()
+    for f in [*copy_data.glob("*.de"), *copy_data.glob("*.en")]:
+        shutil.copy(f, text / f.name)
+    runs["binarize_iwslt"] = ("sigprop.data.iwslt", "binarize", "--dir", str(text))
     for key, (module, *args) in runs.items():
         loaded = _run_recording_imports(tmp_path, module, *args)
         rule, _, fig = key.partition(":")

@@ -12,7 +12,8 @@ import torch
 
 from sigprop import aggregation, checks, theory
 from sigprop.config import experiment_jobs
-from sigprop.data.iwslt import binarize, write_lines
+from sigprop.data.iwslt.binarize import binarize
+from sigprop.data.iwslt.textio import write_lines
 from sigprop.experiments import run_point
 from sigprop.measure import inner_product_stats, relative_residual, stable_rank
 from sigprop.translation import initprobe, methods

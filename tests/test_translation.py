@@ -19,7 +19,9 @@ import sacrebleu
 import torch
 import torch.nn.functional as F
 
-from sigprop.data.iwslt import binarize, moses_detokenize, write_lines
+from sigprop.data.iwslt.binarize import binarize
+from sigprop.data.iwslt.moses import moses_detokenize
+from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
 from sigprop.translation import methods
 from sigprop.translation.batching import collate, token_batches

@@ -2,7 +2,7 @@
 # functions only. The translation targets join `all` only when the data is there (iwslt_status checkpoint).
 import os
 
-from sigprop.data.iwslt import ENV_VAR
+from sigprop.data.iwslt.corpus import ENV_VAR
 from sigprop.translation.datastatus import read_status
 from sigprop.translation.plan import (
     Run,

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from sigprop.data import iwslt
+from sigprop.data.iwslt.corpus import DATASETS
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -16,7 +16,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sigprop.translation", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("status", help="locate the raw data of a dataset, write a status JSON (never fails)")
-    p.add_argument("--dataset", choices=iwslt.DATASETS, required=True)
+    p.add_argument("--dataset", choices=DATASETS, required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--local-dir", default="")
     p.add_argument("--url", default="")
@@ -70,13 +70,14 @@ def status(args: argparse.Namespace) -> int:
 
 def prepare(args: argparse.Namespace) -> int:
     """Preprocess the located raw data as fairseq does."""
+    from sigprop.data.iwslt import preprocess
     from sigprop.translation.datastatus import read_status
 
     located = read_status(args.status)
     if not located["available"]:
         print(f"error: {located['message']}", file=sys.stderr)
         return 2
-    res = iwslt.prepare(located["dataset"], located["source"], args.out)
+    res = preprocess.prepare(located["dataset"], located["source"], args.out)
     print(json.dumps({k: res[k] for k in ("dataset", "splits", "bpe")}, indent=2))
     return 0
 

@@ -75,7 +75,7 @@ def collate(pairs: Sequence[tuple[Tensor, Tensor]], pad: int, eos: int) -> dict[
 def flat_arrays(dataset) -> tuple[Tensor, Tensor, Tensor, Tensor] | None:  # noqa: ANN001
     """``(src_tokens, src_offsets, tgt_tokens, tgt_offsets)`` of a binarised split, or None for another dataset.
 
-    A :class:`~sigprop.data.iwslt.TranslationPairs` keeps each side as one flat token array (without
+    A :class:`~sigprop.data.iwslt.binarize.TranslationPairs` keeps each side as one flat token array (without
     EOS) and sentence offsets; sentence ``i`` is ``tokens[offsets[i]:offsets[i + 1]]`` + EOS.
     """
     arrays = tuple(getattr(dataset, name, None) for name in ("_src", "_src_off", "_tgt", "_tgt_off"))
@@ -97,7 +97,7 @@ def _padded(flat: np.ndarray, offsets: np.ndarray, idx: np.ndarray, pad: int, eo
 
 
 def make_batch(dataset, indices: Sequence[int], pad: int, eos: int) -> dict[str, Tensor]:  # noqa: ANN001
-    """Collate ``dataset[i]`` for ``i`` in ``indices`` (a :class:`~sigprop.data.iwslt.TranslationPairs`).
+    """Collate ``dataset[i]`` for ``i`` in ``indices`` (a :class:`~sigprop.data.iwslt.binarize.TranslationPairs`).
 
     For a binarised split the batch is gathered from its flat token arrays in a few vectorised
     operations; the result equals :func:`collate` of the pairs (tests/test_translation.py), which

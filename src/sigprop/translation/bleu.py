@@ -19,7 +19,7 @@ from collections.abc import Sequence
 
 from sacrebleu.metrics.bleu import BLEU, BLEUScore
 
-from sigprop.data.iwslt import moses_detokenize
+from sigprop.data.iwslt.moses import moses_detokenize
 
 
 def _tokenized_metric() -> BLEU:

@@ -1,7 +1,7 @@
 """Is the IWSLT'14 raw data for a dataset available here? (the workflow's ``iwslt_status`` checkpoint).
 
 ``write_status`` tries, in order, ``data.local_dir``, ``$SIGPROP_IWSLT_DIR``, an earlier download
-and a fresh download (:func:`sigprop.data.iwslt.locate_source`), and writes a small JSON file:
+and a fresh download (:func:`sigprop.data.iwslt.fetch.locate_source`), and writes a small JSON file:
 ``{"dataset", "available", "source" | "message"}``. It never fails for missing data: the workflow
 then builds everything that needs no IWSLT data and prints the message once at the end.
 """
@@ -13,7 +13,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sigprop.data import iwslt
+from sigprop.data.iwslt.corpus import CONFIG_KEY, ENV_VAR
+from sigprop.data.iwslt.fetch import DataUnavailableError, help_text, inspect_source, locate_source
 
 
 def locate(
@@ -21,16 +22,16 @@ def locate(
 ) -> dict[str, Any]:
     """Where the raw data for ``dataset`` is, or why it is not available."""
     try:
-        src = iwslt.locate_source(local_dir, url, sha256, cache_dir, dataset=dataset, timeout=timeout)
-    except iwslt.DataUnavailableError as exc:
+        src = locate_source(local_dir, url, sha256, cache_dir, dataset=dataset, timeout=timeout)
+    except DataUnavailableError as exc:
         return {"dataset": dataset, "available": False, "message": unavailable_message(dataset, str(exc))}
-    layout = iwslt.inspect_source(src)
+    layout = inspect_source(src)
     return {"dataset": dataset, "available": True, "source": str(Path(src).resolve()), "layout": layout.kind}
 
 
 def unavailable_message(dataset: str, reason: str) -> str:
     """The one message a run without data ends with: what was skipped, why, and how to provide the data."""
-    reason = " ".join(reason.replace(iwslt._help_text(), " ").split())
+    reason = " ".join(reason.replace(help_text(), " ").split())
     need = (
         "fairseq's extracted de-en/ folder (train.tags.de-en.{de,en} and the IWSLT14.TED*.xml dev/test files)"
         if dataset == "iwslt14"
@@ -41,11 +42,11 @@ def unavailable_message(dataset: str, reason: str) -> str:
         f"IWSLT'14 De-En data for dataset '{dataset}' is not available: Figs 1, 6, 14, S1 and Table 1 were skipped "
         "(everything else was built).\n"
         f"  Why: {reason}\n"
-        f"  Fix: point the environment variable {iwslt.ENV_VAR} (or the config key `{iwslt.CONFIG_KEY}`) at a "
+        f"  Fix: point the environment variable {ENV_VAR} (or the config key `{CONFIG_KEY}`) at a "
         f"directory holding {need},\n"
         "       or run where fairseq's de-en.tgz can be downloaded (config `data.url`); then rerun the same "
         "command, e.g.\n"
-        f"       {iwslt.ENV_VAR}=/path/to/iwslt14 snakemake --cores 2"
+        f"       {ENV_VAR}=/path/to/iwslt14 snakemake --cores 2"
     )
 
 

@@ -29,7 +29,9 @@ import pandas as pd
 import torch
 
 from sigprop.codehash import code_hash
-from sigprop.data.iwslt import Dictionary, detok_bpe, load_split, read_lines
+from sigprop.data.iwslt.binarize import Dictionary, load_split
+from sigprop.data.iwslt.bpe import detok_bpe
+from sigprop.data.iwslt.textio import read_lines
 from sigprop.io import atomic_path, provenance, write_table
 from sigprop.model import EncoderDecoder
 from sigprop.translation import methods

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from sigprop.data.iwslt import Dictionary, load_split
+from sigprop.data.iwslt.binarize import Dictionary, load_split
 from sigprop.grid import iter_inner
 from sigprop.translation import methods, probes
 from sigprop.translation.batching import make_batch, token_batches

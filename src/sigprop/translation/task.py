@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from sigprop.data.iwslt import Dictionary, load_split
+from sigprop.data.iwslt.binarize import Dictionary, load_split
 from sigprop.model import EncoderDecoder
 from sigprop.train.schedules import Schedule
 from sigprop.translation import methods, probes

@@ -1,0 +1,60 @@
+"""Joint byte-pair encoding with subword-nmt, as fairseq's script runs it (``@@`` continuation markers)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from sigprop.data.iwslt.corpus import BPE_MERGES
+from sigprop.io import PARTIAL_SUFFIX, atomic_path
+
+
+def learn_bpe(
+    lines: Iterable[str], codes_path: str | os.PathLike[str], merges: int = BPE_MERGES
+) -> Path:
+    """subword-nmt ``learn_bpe.py -s MERGES`` on ``lines``; writes the codes file atomically."""
+    from subword_nmt.learn_bpe import learn_bpe as _learn
+
+    codes_path = Path(codes_path)
+    codes_path.parent.mkdir(parents=True, exist_ok=True)
+    # subword-nmt reads a text file (opened as its command line does: universal newlines); this one is named
+    # like atomic_path's temporary files, so a killed run's copy is removed with theirs
+    with tempfile.NamedTemporaryFile(
+        "w", encoding="utf-8", newline="", dir=codes_path.parent, prefix=f".{codes_path.name}.input.",
+        suffix=PARTIAL_SUFFIX,
+    ) as corpus:
+        for line in lines:
+            corpus.write(line)
+            corpus.write("\n")
+        corpus.flush()
+        with (
+            atomic_path(codes_path) as tmp,
+            open(corpus.name, encoding="utf-8") as fin,
+            open(tmp, "w", encoding="utf-8") as fout,
+        ):
+            _learn(fin, fout, merges)
+    return codes_path
+
+
+@functools.lru_cache(maxsize=4)
+def _bpe(codes_path: str, mtime_ns: int) -> Any:
+    from subword_nmt.apply_bpe import BPE
+
+    with open(codes_path, encoding="utf-8") as f:
+        return BPE(f)
+
+
+def apply_bpe(lines: Iterable[str], codes_path: str | os.PathLike[str]) -> list[str]:
+    """subword-nmt ``apply_bpe.py -c CODES`` (separator ``@@``) on each line."""
+    p = Path(codes_path).resolve()
+    bpe = _bpe(str(p), p.stat().st_mtime_ns)
+    return [bpe.process_line(line) for line in lines]
+
+
+def detok_bpe(line: str) -> str:
+    """Undo subword-nmt BPE: remove the ``@@ `` continuation markers (fairseq's post-processing)."""
+    return (line + " ").replace("@@ ", "").rstrip()
