@@ -6,10 +6,9 @@ SPEC row 5 [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinuso
 batch 64, 2000 updates, 5 seeds, a separate linear read-out head (``readout: head``; ``tied`` reads out
 with the embedding matrix, ``logits = h E^T``, whose N(0, 1) rows give logits with std about sqrt(d) = 4
 at init, and the model then stays at chance), and PyTorch's default ``nn.Linear`` initialisation
-(``init: torch``, what ``nn.TransformerEncoderLayer`` gives; embeddings N(0, 1)). ``init: paper`` gives the theory init of
-Figs 3, 4, 9 (every residual branch as large as the skip), with which this POST-LN model does not learn
-reliably at a constant lr 0.01; ``warmup`` > 0 adds a linear lr warm-up over that many updates (README
-"Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
+(``init: torch``, what ``nn.TransformerEncoderLayer`` gives; embeddings N(0, 1)). ``init: paper`` gives
+the theory init of Figs 3, 4, 9 (every residual branch as large as the skip); ``warmup`` > 0 adds a linear
+lr warm-up over that many updates (README "Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
 
 What is logged (tidy rows: ``step`` (the update), ``metric``, ``value``, and ``layer``/``matrix`` per layer):
 
