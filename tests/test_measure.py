@@ -1,4 +1,4 @@
-"""Measurements of SPEC section 2 against hand-computed cases and independent autodiff."""
+"""Measurements of docs/init-time.md against hand-computed cases and independent autodiff."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The model family of SPEC section 1: residual scales, forward pass, initialisation, uniform attention, seeds."""
+"""The model family of docs/init-time.md: residual scales, forward pass, initialisation, uniform attention, seeds."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Closed-form theory of SPEC section 3 against the SPEC's worked examples and Monte Carlo of the model code.
+"""Closed-form theory of docs/init-time.md against its worked examples and Monte Carlo of the model code.
 
 Monte Carlo tolerances: |MC - theory| < 4 standard errors + a small relative slack; every test also
 asserts that its standard error is small enough for the comparison to mean something.
@@ -19,7 +19,7 @@ from sigprop.model import ModelConfig, MultiHeadAttention, Stack, init_paper_
 F64 = torch.float64
 N_SIGMA = 4.0
 
-# ---------------------------------------------------------------- worked examples of the SPEC
+# ---------------------------------------------------------------- worked examples (docs/init-time.md)
 
 
 def test_spec_examples_uncorrelated_input():
@@ -157,9 +157,9 @@ def test_grad_q_formula_monte_carlo(uniform_jacobian_samples):
 
     Derivation (see test_measure.test_uniform_jacobian_closed_form): |dS/dWq|^2 = |X|^2 |Wv^T W Wk|^2 / (n^2 d)
     with W = X^T (I - 11^T/n) X = s^2 (1-rho) Wishart_d(n-1). Averaging the two factors SEPARATELY gives
-    the SPEC formula; the exact mean is larger by the factor 1 + 4 (1-rho)/(n d), because |X|^2 and |W|^2
+    the closed-form formula; the exact mean is larger by the factor 1 + 4 (1-rho)/(n d), because |X|^2 and |W|^2
     are positively correlated (for a chi^2_N radius: E r^6 / (E r^2 E r^4) = (N + 4)/N, N = (n-1) d).
-    At n = 8, d = 16 the factor is 1.022; at the SPEC's n = 32, d = 64 it is 1.0014.
+    At n = 8, d = 16 the factor is 1.022; at Fig 11's n = 32, d = 64 it is 1.0014.
     """
     q, _ = uniform_jacobian_samples
     mean, se = q.mean(), q.std(ddof=1) / math.sqrt(len(q))

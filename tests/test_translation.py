@@ -1,4 +1,4 @@
-"""Translation (SPEC section 5): encoder-decoder, search, BLEU, batching, schedules, and the training job.
+"""Translation (docs/translation.md): encoder-decoder, search, BLEU, batching, schedules, and the training job.
 
 The job tests train a tiny model for a few dozen updates on a synthetic copy task written as
 IWSLT-style text files and binarised with the real code (a few seconds each).

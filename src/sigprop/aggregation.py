@@ -135,7 +135,7 @@ def _wide(df: pd.DataFrame, index: Sequence[str]) -> pd.DataFrame:
 def correlation_table(raw: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
     """rho^l and |X^l|^2 per group and layer: mean over seeds, bootstrap interval, theory, seed-level deviations.
 
-    rho^l = E[offdiag] / ((n-1) E|X|^2) over seeds. The theory column is SPEC section 3 for uniform attention,
+    rho^l = E[offdiag] / ((n-1) E|X|^2) over seeds. The theory column is docs/init-time.md for uniform attention,
     linear, no LN, with the mean input statistics (layer 0) and ``a1`` from the ``alpha`` (or ``alpha1``)
     column. ``seed_dev`` holds per seed the measured minus the theoretical value, the theory conditional on
     that seed's own input (the formulas are linear in the input statistics), as delta-method pseudo-values
@@ -318,7 +318,7 @@ def fig12(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def fig13(grid: pd.DataFrame) -> pd.DataFrame:
-    """The same grid as Fig 12 from the formulas of SPEC section 3."""
+    """The same grid as Fig 12 from the formulas of docs/init-time.md."""
     table = grid[JACOBIAN_KEYS].drop_duplicates().reset_index(drop=True)
     args = [table[k].to_numpy() for k in JACOBIAN_KEYS]
     table["grad_q_sq"], table["grad_v_sq"] = theory.grad_q_sq(*args), theory.grad_v_sq(*args)
@@ -359,7 +359,7 @@ def fig05(raw: pd.DataFrame) -> pd.DataFrame:
 # ---- translation (Figs 1, 6, 14; Table 1): raw = log.parquet / eval.parquet of the training runs ----
 
 RUN_KEYS = ["dataset", "method", "method_label", "layers"]
-#: number of update steps Fig 14 shows (SPEC: about 5 snapshots)
+#: number of update steps Fig 14 shows (about 5 snapshots: README "Assumptions")
 FIG14_SNAPSHOTS = 5
 
 

@@ -1,4 +1,4 @@
-"""The checks of SPEC section 6, computed from aggregated tables: name, expected, measured, tolerance, pass."""
+"""The paper's claims as checks (README), from from aggregated tables: name, expected, measured, tolerance, pass."""
 
 from __future__ import annotations
 
@@ -89,7 +89,7 @@ def fig04(t: pd.DataFrame) -> list[Check]:
 def fig07(t: pd.DataFrame) -> list[Check]:
     """Log-log slope -2 +- 0.3 where d_k >> d_v: equivalence test on a BCa bootstrap interval over seeds.
 
-    The slope fitted over d_k >= 1024 approaches -2 only asymptotically (SPEC: -1.92 at these d_k), so the
+    The slope fitted over d_k >= 1024 approaches -2 only asymptotically (-1.92 at these d_k, README "Checks"), so the
     claim is an equivalence: the 90% interval (two one-sided tests at 5%) lies inside [-2.3, -1.7].
     """
     tail = t[t.d_k >= 1024].sort_values("d_k")
@@ -184,7 +184,7 @@ def fig11(t: pd.DataFrame) -> list[Check]:
 
 #: residual scales of Figs 3, 9 from the largest to the smallest (for L >= 16, where 1/sqrt(L) <= 0.25)
 ALPHA_ORDER = ["1", "0.5", "0.25", "1/sqrt(L)"]
-#: "past the first few layers" (SPEC section 6)
+#: "past the first few layers": layers >= 4 (README "Checks")
 FIRST_LAYER = 4
 
 

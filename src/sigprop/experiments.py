@@ -107,7 +107,7 @@ def signal_propagation(p: Params, seeds: list[int]) -> pd.DataFrame:
     """Figs 8 and 10: |X^l|_F^2 and inner-product statistics per layer of a bare stack, fixed input.
 
     The input X (``n_tokens`` x ``d_model``, iid N(0, input_std^2), drawn from ``input_seed``) is
-    the same for every seed, so the theory of SPEC section 3 applies conditionally on it; each
+    the same for every seed, so the closed forms (docs/init-time.md) apply conditionally on it; each
     seed draws new weights.
     """
     dtype = DTYPES[p.get("dtype", "float64")]

@@ -14,7 +14,7 @@ class FigureSpec:
     caption: str
     raw: bool = True  # False: computed from the theory alone
     tables: tuple[str, ...] = ()  # aggregated tables the plot reads besides its own
-    claim: str = ""  # what the paper says this figure shows (SPEC), for the report
+    claim: str = ""  # what the paper says this figure shows, for the report
     translation: bool = False  # trains on IWSLT'14 (workflow/rules/translation.smk): built only when the data is there
     iwslt: bool = False  # reads IWSLT'14 batches without training (Fig S1): built only when its data is there
 
@@ -25,7 +25,7 @@ class FigureSpec:
 
     @property
     def checked(self) -> bool:
-        """Whether SPEC section 6 has checks for this figure (see :mod:`sigprop.checks`)."""
+        """Whether the checks (README "Checks", :mod:`sigprop.checks`) cover this figure."""
         return self.stem[:5] in CHECKED
 
 

@@ -1,4 +1,4 @@
-"""Measurements of SPEC section 2, on tensors of token representations (..., n, d)."""
+"""Measurements of docs/init-time.md, on tensors of token representations (..., n, d)."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def stable_rank(x: Tensor) -> Tensor:
 def correlation_from_stats(offdiag_mean: Tensor | float, sq_norm_mean: Tensor | float, n: int) -> Tensor | float:
     """rho = E[sum_{k!=k'} <X_k,X_k'>] / ((n-1) E|X|_F^2), the pooled form of the paper's eq. (tokens_corr).
 
-    Equal to ``E C(X) / ((n-1) E|X|^2) - 1/(n-1)`` (SPEC section 3).
+    Equal to ``E C(X) / ((n-1) E|X|^2) - 1/(n-1)`` (docs/init-time.md).
     """
     return offdiag_mean / ((n - 1) * sq_norm_mean)
 

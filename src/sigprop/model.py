@@ -1,6 +1,6 @@
 """The Transformer family studied by Noci et al. (2022), in one readable module.
 
-A block follows the paper's equations (SPEC section 1)::
+A block follows the paper's equations (docs/init-time.md)::
 
     Z      = alpha1 * S(X) + X
     Y      = W2 sigma(W1 Z)
@@ -66,7 +66,7 @@ def attention_weights(logits: Tensor, kind: AttentionKind) -> Tensor:
     """Row-stochastic attention from logits ``tau/sqrt(d_k) Q K^T``.
 
     ``uniform`` has the VALUE 1/n but the DERIVATIVE of the softmax at the uniform
-    point, (1/n)(I - 11^T/n) per row (SPEC section 1), so queries and keys still
+    point, (1/n)(I - 11^T/n) per row (docs/init-time.md), so queries and keys still
     receive the gradients the paper's theory describes.
     """
     if kind == "softmax":
@@ -428,7 +428,7 @@ class Encoder(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------
-# encoder-decoder for translation (SPEC sections 1 and 5)
+# encoder-decoder for translation (docs/translation.md)
 # --------------------------------------------------------------------------------------------
 
 Seq2SeqInit = Literal["fairseq", "paper", "tfixup"]

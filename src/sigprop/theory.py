@@ -1,4 +1,4 @@
-"""Closed-form theory of SPEC section 3 (uniform attention, linear activation, no LN)."""
+"""Closed-form theory of docs/init-time.md (uniform attention, linear activation, no LN)."""
 
 from __future__ import annotations
 
@@ -51,7 +51,7 @@ def grad_q_sq(n: ArrayLike, d: ArrayLike, s: ArrayLike, rho: ArrayLike) -> np.nd
 # ---- the L -> infinity limits of the closed forms above (Lemmas 3.2, 3.3 and Theorem 3.4 of the paper; Fig S2) ----
 # With a1^2 = a1_tilde / L and a2^2 = a2_tilde / L, (1 + a^2/L)^L -> e^a, and a1^2 sum_{k<L} (1+a1^2)^k =
 # (1+a1^2)^L - 1 -> e^a1_tilde - 1: substituting into sq_norm and correlation gives the limits below
-# (docs/depth_limit.md derives them and the 1/L rate of approach).
+# (docs/supplementary.md derives them and the 1/L rate of approach).
 
 
 def sq_norm_limit(n: int, x_sq: float, c0: float, a1_tilde: float, a2_tilde: float) -> float:

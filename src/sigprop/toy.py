@@ -1,6 +1,6 @@
 """Fig 5's toy task: reverse a sequence of digits with a small POST-LN encoder trained by Adam.
 
-SPEC row 5 [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinusoidal positions, a
+docs/toy.md; [paper]: 20 digits 0-9, embedding width 16 (N(0, 1) init) plus sinusoidal positions, a
 5-layer POST-LN encoder with one head and a ReLU feed-forward layer, alpha1 = alpha2 = 1, Adam
 (0.9, 0.999), lr 0.01, no weight decay, no warm-up (the paper mentions none). [chosen]: FFN width 64,
 batch 64, 2000 updates, 5 seeds, a separate linear read-out head (``readout: head``; ``tied`` reads out

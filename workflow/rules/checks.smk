@@ -1,4 +1,4 @@
-# SPEC section 6 checks over the aggregated tables -> results/checks.csv (one-line summary at the end).
+# The paper's claims as checks (README "Checks") over the aggregated tables -> results/checks.csv (one-line summary at the end).
 
 
 rule checks:

@@ -1,5 +1,5 @@
 # IWSLT'14 De-En: locate (checkpoint) -> preprocess as fairseq -> binarise, into results/data/<dataset>/.
-# Datasets: iwslt14 (the paper's; needs fairseq's training pairs) and iwslt14-mini (stand-in, SPEC 5).
+# Datasets: iwslt14 (the paper's; needs fairseq's training pairs) and iwslt14-mini (stand-in, docs/translation.md).
 # Where the raw data is, or why not: never fails. Reruns when the config's data section or
 # $SIGPROP_IWSLT_DIR change; a status "not available" is removed at the end of the run
 # (onsuccess/onerror), so the next run looks again.

@@ -1,4 +1,4 @@
-# Translation on IWSLT'14 De-En (SPEC section 5): one training job per (method, X blocks, seed), each
+# Translation on IWSLT'14 De-En (docs/translation.md): one training job per (method, X blocks, seed), each
 # writing results/raw/translation/<dataset>/<method>/layers~<X>/seed~<s>/, then one evaluation job per run
 # (beam search + BLEU of its best checkpoint: editing search or BLEU code reruns evaluation, not training);
 # Figs 1, 6, 14 (generic aggregate/plot rules) and Tables 1, 2 (results/tables/). Needs the data rules (data.smk).

@@ -10,7 +10,7 @@ from sigprop.plotting.style import Style
 
 
 def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
-    """Heatmaps from the formulas of SPEC section 3, on Fig 12's colour scale."""
+    """Heatmaps from the formulas of docs/init-time.md, on Fig 12's colour scale."""
     return plot_heatmaps(
         tables["fig13"], style, shared_limit(tables["fig12"], tables["fig13"]), "theory (uniform-attention formulas)"
     )

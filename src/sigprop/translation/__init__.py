@@ -1,4 +1,4 @@
-"""IWSLT'14 De-En translation experiments (SPEC section 5): Figs 1, 6, 14 and Tables 1, 2.
+"""IWSLT'14 De-En translation experiments (docs/translation.md): Figs 1, 6, 14 and Tables 1, 2.
 
 * :mod:`.methods` - the named training methods of Table 1 -> model, optimiser, schedules.
 * :mod:`.batching` - fairseq-style batches of at most ``max_tokens`` padded tokens.

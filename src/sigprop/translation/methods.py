@@ -70,7 +70,7 @@ def build_model(
 
 
 def tau_at(update: int, method: Mapping[str, Any]) -> float:
-    """Inverse temperature at update ``t``: ``tau * min(1, t / tau_warmup)`` (SPEC section 1; t = 0 at init)."""
+    """Inverse temperature at update ``t``: ``tau * min(1, t / tau_warmup)`` (docs/translation.md; t = 0 at init)."""
     tau = float(method.get("tau", 1.0))
     warmup = int(method.get("tau_warmup", 0))
     return tau * min(1.0, update / warmup) if warmup > 0 else tau

@@ -6,7 +6,7 @@ Layer 0 is the embedding (input of the first block), layer l the residual stream
 Token statistics are taken per sentence over its non-padding tokens and averaged over the
 sentences of a fixed validation batch, with the model in eval mode (no dropout):
 
-* ``cosine``: mean over pairs k != k' of cos(X_k, X_k') (SPEC section 2);
+* ``cosine``: mean over pairs k != k' of cos(X_k, X_k') (docs/init-time.md);
 * ``act_norm``: mean token norm |X_k|_2;
 
 ``grad_wq``, ``grad_wk``, ``grad_wv``: Frobenius norms of the loss gradient of each block's
