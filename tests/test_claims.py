@@ -56,6 +56,9 @@ def test_table1_order_and_sgd_temperature_against_adam():
     assert not by_name(claims.table1(aggregation.table1(eval_rows(swapped))), "order").passed
     far = {**TABLE1_RIGHT, ("adam_postln", 6): 37.0}  # 1.3 BLEU apart
     assert not by_name(claims.table1(aggregation.table1(eval_rows(far))), "within 1 BLEU").passed
+    untrained = {k: 0.0 for k in TABLE1_RIGHT}  # no model translates: "within 1 BLEU" says nothing
+    within = by_name(claims.table1(aggregation.table1(eval_rows(untrained))), "within 1 BLEU")
+    assert not within.passed and "not testable" in within.tolerance
     one_seed = claims.table1(aggregation.table1(eval_rows(TABLE1_RIGHT, seeds=1)))
     assert not any(c.passed for c in one_seed) and all("needs >= 2 runs" in c.tolerance for c in one_seed)
 
