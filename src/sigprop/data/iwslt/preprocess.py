@@ -151,15 +151,18 @@ def prepare(
             lines += preprocess_xml(p, lang)
         return lines
 
-    full_train: dict[str, list[str]] | None = None
-    tok: dict[str, dict[str, list[str]]] = {}
-    origin: dict[str, str] = {}
-    if dataset == "iwslt14":
+    def train_tags() -> dict[str, dict[str, list[str]]]:
         assert layout.train_tags_dir is not None
         for lang in LANGS:
             p = layout.train_tags_dir / f"train.tags.de-en.{lang}"
             inputs[str(p)] = sha256_file(p)
-        parts = preprocess_train(layout.train_tags_dir)
+        return preprocess_train(layout.train_tags_dir)
+
+    full_train: dict[str, list[str]] | None = None
+    tok: dict[str, dict[str, list[str]]] = {}
+    origin: dict[str, str] = {}
+    if dataset == "iwslt14":
+        parts = train_tags()
         full_train = parts["train"]
         tok["train"], tok["valid"] = parts["train"], parts["valid"]
         tok["test"] = {lang: xml(FULL_TEST_SETS, lang) for lang in LANGS}
@@ -177,11 +180,7 @@ def prepare(
                 tok["train"][lang] = read_lines(p)
             origin["train"] = "fairseq valid split, read from tokenized/valid.{de,en}"
         else:
-            assert layout.train_tags_dir is not None
-            for lang in LANGS:
-                p = layout.train_tags_dir / f"train.tags.de-en.{lang}"
-                inputs[str(p)] = sha256_file(p)
-            parts = preprocess_train(layout.train_tags_dir)
+            parts = train_tags()
             full_train = parts["train"]
             tok["train"] = parts["valid"]
             origin["train"] = "fairseq valid split, recomputed from train.tags.de-en"
