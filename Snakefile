@@ -26,6 +26,7 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/translation_common.smk"
+include: "workflow/rules/targets.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/translation.smk"
 include: "workflow/rules/simulate.smk"
@@ -40,7 +41,7 @@ include: "workflow/rules/report.smk"
 rule all:
     default_target: True
     input:
-        # each figure with the tables it stands on (common.smk figure_closure: a deleted table is rebuilt)
+        # each figure with the tables it stands on (targets.smk figure_closure: a deleted table is rebuilt)
         [figure_closure(f) for f in config["figures"] if not FIGURES[f].needs_data],
         # Figs 1, 6, 14, S1 and Table 1 only when the IWSLT'14 data is there (data.smk checkpoint)
         translation_targets,

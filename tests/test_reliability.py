@@ -114,8 +114,8 @@ def test_partial_entry_points_keep_other_subcommands_out():
     assert {"sigprop.translation.task", "sigprop.model", "sigprop.train.loop", "sigprop.data.iwslt.binarize"} <= train
     # downloading and preprocessing are the data rules': editing them re-prepares the data, it retrains nothing
     assert not {"sigprop.data.iwslt.fetch", "sigprop.data.iwslt.preprocess"} & train
-    assert "sigprop.translation.tables" not in train  # editing the tables redraws them, it retrains nothing
-    assert "sigprop.translation.tables" in closure(ENTRY_POINTS["table1"])
+    assert "sigprop.plotting.tables" not in train  # editing the tables redraws them, it retrains nothing
+    assert "sigprop.plotting.tables" in closure(ENTRY_POINTS["table1"])
     # search and BLEU are the evaluation rule's: editing them re-evaluates the best checkpoints, never retrains
     evaluate = set(closure(ENTRY_POINTS["evaluate_translation"]))
     scoring = {"sigprop.translation.search", "sigprop.translation.bleu", "sigprop.translation.evaluation"}
@@ -140,7 +140,7 @@ EDITS = {
     "sigprop/translation/task.py": {"train_translation"},
     "sigprop/translation/search.py": {"evaluate_translation"},
     "sigprop/translation/bleu.py": {"evaluate_translation"},
-    "sigprop/translation/tables.py": {"table1", "table2"},
+    "sigprop/plotting/tables.py": {"table1", "table2"},
     "sigprop/train/loop.py": {"train_toy", "train_translation", "evaluate_translation",
                               "simulate_method_init"},  # translation.methods imports sigprop.train
     "sigprop/data/iwslt/fetch.py": {"iwslt_status", "prepare_iwslt"},

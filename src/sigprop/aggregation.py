@@ -9,6 +9,7 @@ import pandas as pd
 from scipy import stats
 
 from sigprop import theory
+from sigprop.paper_values import PAPER_TABLE1
 from sigprop.params import resolve_alpha
 
 LEVEL = 0.95
@@ -428,8 +429,6 @@ def fig14(raw: pd.DataFrame) -> pd.DataFrame:
 
 def table1(raw: pd.DataFrame, paper: dict[str, float] | None = None) -> pd.DataFrame:
     """Table 1: test BLEU per method (mean, 95% CI over non-diverged runs), beside the paper's value."""
-    from sigprop.translation.plan import PAPER_TABLE1
-
     paper = PAPER_TABLE1 if paper is None else paper
     table = fig06(raw)
     table["paper_bleu"] = table.method.map(paper)

@@ -1,4 +1,5 @@
-# Helpers shared by every .smk file (config validation, the job table, file lists per figure).
+# Helpers shared by every .smk file (config validation, the job table, file names per figure). Later files
+# may call what is defined here, never the reverse (targets.smk joins the init-time and translation parts).
 import json
 import sys
 from pathlib import Path
@@ -43,22 +44,6 @@ JOBS = {
     for job in experiment_jobs(name, exp, EXPERIMENT_KINDS[name])
 }
 STEMS = {spec.stem: key for key, spec in FIGURES.items()}
-
-
-def raw_files(figure):
-    """Raw tables of every experiment a figure reads."""
-    spec = figure_spec(figure)
-    if spec.translation:
-        return translation_raw_files(figure)  # workflow/rules/translation.smk
-    if not spec.raw:
-        return []
-    missing = [e for e in spec.experiments if e not in config["experiments"]]
-    if missing:
-        raise ValueError(f"{figure} needs experiments.{missing[0]} in the config")
-    jobs = [path for path, job in JOBS.items() if job.experiment in spec.experiments]
-    return jobs + [
-        f for e in spec.experiments if e in TRAINING_EXPERIMENTS for f in seed_files(e)
-    ]
 
 
 def seed_files(experiment):
@@ -107,20 +92,6 @@ def figure_tables(figure):
     return [
         f"results/aggregated/{t}.parquet" for t in (figure, *figure_spec(figure).tables)
     ]
-
-
-def figure_closure(figure):
-    """Every file a figure stands on: PDF and PNG, the aggregated tables, their raw tables (and data).
-
-    Snakemake rebuilds a missing file only if a target needs it, so the figure targets list all of them:
-    deleting an aggregated or raw table and asking for the figure rebuilds the table and then the figure.
-    """
-    tables = (figure, *figure_spec(figure).tables)
-    files = figure_files(figure) + figure_tables(figure)
-    files += [f for t in tables for f in raw_files(t)]
-    if figure_spec(figure).translation:
-        files += data_files(DATASET)  # workflow/rules/translation_common.smk
-    return list(dict.fromkeys(files))
 
 
 def remove_partial_files():

@@ -24,7 +24,7 @@ rule plot:
 
 
 # Named targets per figure, in both spellings (`snakemake fig7`, `snakemake fig07`): the figure and every
-# table it stands on (common.smk figure_closure), so that a deleted table is rebuilt before the figure.
+# table it stands on (targets.smk figure_closure), so that a deleted table is rebuilt before the figure.
 for _key in FIGURES:
     for _name in dict.fromkeys(
         (f"fig{int(_key[3:])}" if _key[3:].isdigit() else _key, _key)

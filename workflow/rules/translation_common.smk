@@ -85,28 +85,12 @@ def evaluation_spec(wildcards):
     return translation_spec(wildcards, "evaluate")
 
 
-def translation_targets(wildcards):
-    """Translation figures and Table 1, only if the IWSLT data is available (the iwslt_status checkpoint)."""
-    if not TR_TARGETS or not data_status(DATASET)["available"]:
-        return []
-    out = [f for t in TR_TARGETS if t in FIGURES for f in figure_closure(t)]
-    if "table1" in TR_TARGETS:
-        out += table1_closure()
-    return list(dict.fromkeys(out))
-
-
 def translation_checks(wildcards):
     """The aggregated tables of the requested translation figures and Table 1 for the checks (sigprop.checks,
     sigprop.translation.claims), when the data is there to build them."""
     if not TR_TARGETS or not data_status(DATASET)["available"]:
         return []
     return [f"results/aggregated/{t}.parquet" for t in TR_TARGETS]
-
-
-def table1_closure():
-    """Table 1's files and every file they stand on (as figure_closure)."""
-    agg = "results/aggregated/table1.parquet"
-    return [*TABLE1_FILES, agg, *table1_inputs(None), *data_files(DATASET)]
 
 
 def table1_inputs(wildcards):

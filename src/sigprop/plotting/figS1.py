@@ -7,8 +7,8 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
+from sigprop.paper_values import PAPER_TABLE1
 from sigprop.plotting.style import Style, band
-from sigprop.translation.plan import PAPER_TABLE1
 
 #: legend order: Table 1's
 ORDER = list(PAPER_TABLE1)

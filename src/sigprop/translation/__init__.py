@@ -9,5 +9,4 @@
 * :mod:`.evaluation` - beam search and BLEU of a run's best checkpoint (a rule of its own).
 * :mod:`.claims` - the paper's translation claims as checks (Table 1's order, Figs 1, 6, 14).
 * :mod:`.plan` - which runs a config asks for (used by the workflow).
-* :mod:`.tables` - Tables 1 and 2.
 """

@@ -110,7 +110,7 @@ def evaluate(args: argparse.Namespace) -> int:
 
 def table1(args: argparse.Namespace) -> int:
     """Eval tables -> the aggregated Table 1 and its csv/tex/png."""
-    from sigprop.translation import tables
+    from sigprop.plotting import tables
 
     tables.write_table1(args.evals, args.aggregated, args.out_dir, json.loads(args.style))
     return 0
@@ -118,7 +118,7 @@ def table1(args: argparse.Namespace) -> int:
 
 def table2(args: argparse.Namespace) -> int:
     """The config -> Table 2 csv/tex/png."""
-    from sigprop.translation import tables
+    from sigprop.plotting import tables
 
     tables.write_table2(json.loads(args.config), args.out_dir, json.loads(args.style))
     return 0

@@ -14,18 +14,6 @@ from typing import Any
 #: the targets that train on IWSLT'14 (figures by FIGURES key, tables by name)
 TRANSLATION_FIGURES = ("fig01", "fig06", "fig14")
 TRANSLATION_TABLES = ("table1",)
-#: the paper's Table 1 (6+6 blocks, mean of 5 runs, tokenised BLEU on IWSLT'14 De-En test)
-PAPER_TABLE1 = {
-    "sgd_postln": 31.36,
-    "sgd_resscale": 32.79,
-    "sgd_temperature": 35.69,
-    "adam_postln": 35.39,
-    "adam_preln": 35.10,
-    "rezero": 34.55,
-    "tfixup": 35.59,
-}
-#: a run directory's files: training (log, summary, best checkpoint), then evaluation (eval tables, hypotheses)
-RUN_FILES = ("log.parquet", "train.json", "checkpoint_best.pt", "eval.parquet", "eval.json", "hypotheses.txt")
 
 
 @dataclass(frozen=True, order=True)
