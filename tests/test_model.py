@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.functional import jacobian
 
-from sigprop.model import ModelConfig, Stack, attention_weights, resolve_alpha
+from sigprop.model import ModelConfig, Stack, attention_weights, block_config, resolve_alpha
 
 F64 = torch.float64
 
@@ -40,6 +40,14 @@ def test_resolve_alpha_bad_string_names_the_fix(bad):
     with pytest.raises(ValueError, match=r"1/sqrt\(L\)") as err:
         resolve_alpha(bad, 4)
     assert "number" in str(err.value)
+
+
+def test_block_config_takes_fields_alpha_for_both_scales_and_overrides_last():
+    cfg = block_config({"d_model": 8, "n_heads": 2, "alpha": "1/sqrt(L)", "vocab": 5, "seed": 3}, n_layers=3)
+    assert (cfg.d_model, cfg.n_heads, cfg.n_layers) == (8, 2, 3)  # vocab and seed are not ModelConfig fields
+    assert cfg.alpha1 == cfg.alpha2 == "1/sqrt(L)"
+    assert block_config({"alpha1": 0.5}).alpha2 == ModelConfig().alpha2  # alpha1 alone leaves alpha2
+    assert block_config({"alpha": 1.0}, alpha2=0.0).alpha2 == 0.0 and block_config({}) == ModelConfig()
 
 
 # ---------------------------------------------------------------- forward pass against the paper's equations

@@ -27,7 +27,7 @@ from sigprop.measure import (
     stable_rank,
     token_cosine,
 )
-from sigprop.model import Encoder, ModelConfig, Stack, attention_weights
+from sigprop.model import Encoder, Stack, attention_weights, block_config
 from sigprop.params import input_std
 
 Params = Mapping[str, Any]
@@ -40,16 +40,6 @@ def _rows(seed: int, metrics: Mapping[str, Iterable[float]], first_layer: int = 
         for name, values in metrics.items()
         for i, v in enumerate(values)
     ]
-
-
-def _stack_config(p: Params, **over: Any) -> ModelConfig:
-    """A :class:`ModelConfig` from the model keys of a parameter point (``alpha`` sets both scales)."""
-    keys = {f for f in ModelConfig.__dataclass_fields__}
-    cfg = {k: v for k, v in p.items() if k in keys}
-    if "alpha" in p:
-        cfg["alpha1"] = cfg["alpha2"] = p["alpha"]
-    cfg.update(over)
-    return ModelConfig(**cfg)
 
 
 #: Figs 3, 4, 9 where a parameter point leaves them out (README "Assumptions")
@@ -68,7 +58,7 @@ def encoder_init(p: Params, seeds: list[int]) -> pd.DataFrame:
     p = {**ENCODER_INIT_DEFAULTS, **p}
     if p["readout"] not in {"tied", "head"}:
         raise ValueError(f"readout {p['readout']!r}: use 'head' or 'tied'")
-    cfg = _stack_config(p)
+    cfg = block_config(p)
     dtype = DTYPES[p.get("dtype", "float32")]
     vocab, n, d = int(p["vocab"]), int(p["n_tokens"]), cfg.d_model
     model = Encoder(cfg, vocab=vocab, emb_std=1.0, max_len=n).to(dtype)
@@ -111,7 +101,7 @@ def signal_propagation(p: Params, seeds: list[int]) -> pd.DataFrame:
     seed draws new weights.
     """
     dtype = DTYPES[p.get("dtype", "float64")]
-    cfg = _stack_config(p)
+    cfg = block_config(p)
     stack = Stack(cfg).to(dtype)
     x = _fixed_input(p, dtype)
     rows: list[dict] = []

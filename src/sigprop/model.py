@@ -16,8 +16,9 @@ need no hooks.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -60,6 +61,15 @@ class ModelConfig:
     def d_k(self) -> int:
         """Per-head query/key (and value) dimension."""
         return self.d_model // self.n_heads
+
+
+def block_config(values: Mapping[str, Any], **over: Any) -> ModelConfig:
+    """A :class:`ModelConfig` from the keys of ``values`` that are its fields (a parameter point, a config
+    section; other keys are ignored), ``alpha`` setting both residual scales, then ``over`` on top."""
+    cfg = {k: v for k, v in values.items() if k in ModelConfig.__dataclass_fields__}
+    if "alpha" in values:
+        cfg["alpha1"] = cfg["alpha2"] = values["alpha"]
+    return ModelConfig(**{**cfg, **over})
 
 
 def attention_weights(logits: Tensor, kind: AttentionKind) -> Tensor:

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from sigprop.codehash import code_hash
 from sigprop.io import config_hash
 from sigprop.measure import attention_effective_lrs, grad_norms
-from sigprop.model import Encoder, ModelConfig
+from sigprop.model import Encoder, ModelConfig, block_config
 from sigprop.train import LogContext, SeededBatches, TrainConfig, Trainer, schedules
 
 Params = Mapping[str, Any]
@@ -117,15 +117,6 @@ class ReversalModel(nn.Module):
         return self.encoder.logits(out) if self.head is None else self.head(out)
 
 
-def model_config(p: Params) -> ModelConfig:
-    """The encoder's :class:`ModelConfig` from a parameter point (``alpha`` sets both residual scales)."""
-    keys = set(ModelConfig.__dataclass_fields__)
-    cfg = {k: v for k, v in p.items() if k in keys}
-    if "alpha" in p:
-        cfg["alpha1"] = cfg["alpha2"] = p["alpha"]
-    return ModelConfig(**cfg)
-
-
 def loss_and_accuracy(logits: Tensor, targets: Tensor) -> tuple[Tensor, Tensor]:
     """Mean cross-entropy and token accuracy over every position."""
     loss = F.cross_entropy(logits.flatten(0, -2), targets.flatten())
@@ -181,7 +172,7 @@ def run_toy(
     (:func:`fingerprint`).
     """
     p = {**DEFAULTS, **params}
-    model = ReversalModel(model_config(p), int(p["vocab"]), int(p["n_tokens"]), float(p["emb_std"]), p["readout"])
+    model = ReversalModel(block_config(p), int(p["vocab"]), int(p["n_tokens"]), float(p["emb_std"]), p["readout"])
     model.reset_parameters(torch.Generator().manual_seed(seed))
     optimizer = torch.optim.Adam(model.parameters(), lr=float(p["lr"]), betas=tuple(p["betas"]),
                                  eps=float(p["eps"]), weight_decay=float(p["weight_decay"]))

@@ -25,7 +25,7 @@ from typing import Any
 
 import torch
 
-from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
+from sigprop.model import EncoderDecoder, Seq2SeqConfig, block_config
 from sigprop.train import schedules
 from sigprop.train.schedules import Schedule
 
@@ -37,7 +37,8 @@ def model_config(
 ) -> Seq2SeqConfig:
     """The encoder-decoder for ``method`` with ``layers`` encoder and ``layers`` decoder blocks."""
     alpha = method.get("alpha", 1.0)
-    block = ModelConfig(
+    block = block_config(
+        {k: model[k] for k in MODEL_KEYS if k in model},
         n_layers=int(layers),
         norm=method.get("norm", "post"),
         alpha1=method.get("alpha1", alpha),
@@ -45,7 +46,6 @@ def model_config(
         trainable_alpha=bool(method.get("trainable_alpha", False)),
         shared_alpha=bool(method.get("shared_alpha", False)),
         tau=tau_at(0, method),
-        **{k: model[k] for k in MODEL_KEYS if k in model},
     )
     return Seq2SeqConfig(
         block=block,
