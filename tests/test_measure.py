@@ -16,6 +16,7 @@ from sigprop.measure import (
     equicorrelated_tokens,
     grad_norms,
     inner_product_stats,
+    masked_token_stats,
     token_cosine,
 )
 from sigprop.model import ModelConfig, Stack
@@ -215,6 +216,31 @@ def test_grad_norms_per_block():
         assert all(v > 0 for v in values)
     stack.zero_grad(set_to_none=True)
     assert all(math.isnan(v) for v in grad_norms(stack.blocks)["wq"])
+
+
+def test_masked_token_stats_is_token_cosine_over_the_kept_tokens():
+    """Per sequence over its non-padding tokens, then the mean over sequences (one-token sequences: no cosine)."""
+    h = torch.randn(3, 6, 4, generator=torch.Generator().manual_seed(1))
+    keep = torch.zeros(3, 6, dtype=torch.bool)
+    keep[0, :] = True
+    keep[1, :3] = True
+    keep[2, :1] = True  # one token: no pair, left out of the cosine, kept in the norm
+    cos, act = masked_token_stats(h, keep)
+    assert cos == pytest.approx(float((token_cosine(h[0]) + token_cosine(h[1, :3])) / 2), rel=1e-5)
+    norms = [h[0].norm(dim=-1).mean(), h[1, :3].norm(dim=-1).mean(), h[2, 0].norm()]
+    assert act == pytest.approx(float(sum(norms) / 3), rel=1e-6)
+    same = torch.randn(1, 4).expand(1, 5, 4)
+    assert masked_token_stats(same, torch.ones(1, 5, dtype=torch.bool))[0] == pytest.approx(1.0, abs=1e-6)
+
+
+def test_grad_norms_float32_and_missing_gradients():
+    cfg = ModelConfig(d_model=8, n_heads=2, d_ff=16, n_layers=2, norm="pre")
+    stack = Stack(cfg)
+    out, _ = stack(torch.randn(1, 5, 8, generator=torch.Generator().manual_seed(2)))
+    out.pow(2).sum().backward()
+    stack.blocks[1].attn.wk.weight.grad = None
+    got = grad_norms(stack.blocks, ("wk",))["wk"]
+    assert got[0] == float(stack.blocks[0].attn.wk.weight.grad.norm()) and math.isnan(got[1])
 
 
 # ---------------------------------------------------------------- equicorrelated tokens

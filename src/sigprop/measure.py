@@ -19,6 +19,26 @@ def token_cosine(x: Tensor) -> Tensor:
     return off / (n * (n - 1))
 
 
+def masked_token_stats(h: Tensor, keep: Tensor) -> tuple[float, float]:
+    """Mean pairwise token cosine and mean token norm over the kept tokens of each sequence, averaged over sequences.
+
+    ``h`` (batch, n, d), ``keep`` (batch, n) bool (False: padding). The cosine of a sequence with m kept tokens is
+    (|sum_k u_k|^2 - sum_k |u_k|^2) / (m (m-1)), u the unit tokens (:func:`token_cosine` over the kept tokens;
+    averaged over the sequences with m >= 2), computed in float32 at least.
+    """
+    h = h.float()
+    keep = keep.to(h.dtype)[..., None]
+    norm = h.norm(dim=-1, keepdim=True)
+    u = h / norm.clamp_min(torch.finfo(h.dtype).tiny) * keep
+    m = keep.sum(dim=(1, 2))
+    total = u.sum(dim=1).pow(2).sum(-1)
+    diag = u.pow(2).sum(dim=(1, 2))
+    ok = m >= 2
+    cos = ((total - diag) / (m * (m - 1)).clamp_min(1))[ok].mean()
+    act = ((norm * keep).sum(dim=(1, 2)) / m.clamp_min(1)).mean()
+    return float(cos), float(act)
+
+
 def inner_product_stats(x: Tensor) -> tuple[Tensor, Tensor]:
     """Return ``(offdiag, sq_norm)``: sum over k != k' of <X_k, X_k'>, and |X|_F^2. Shapes (...).
 
@@ -116,11 +136,14 @@ def _jacobian_traces(a: Tensor, p: Tensor, r: Tensor, kind: AttentionKind) -> Te
 
 
 def grad_norms(blocks: torch.nn.ModuleList, names: tuple[str, ...] = ("wq", "wk", "wv")) -> dict[str, list[float]]:
-    """Per-block Frobenius norms of the gradients of the self-attention matrices, after ``backward()``."""
+    """Per-block Frobenius norms of the gradients of the self-attention matrices, after ``backward()`` (NaN where a
+    matrix has no gradient), computed in float32 at least (float64 gradients in float64)."""
     out: dict[str, list[float]] = {name: [] for name in names}
     for block in blocks:
         for name in names:
             grad = getattr(block.attn, name).weight.grad
+            if grad is not None and grad.dtype != torch.float64:
+                grad = grad.float()
             out[name].append(float("nan") if grad is None else float(grad.norm()))
     return out
 

@@ -18,22 +18,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from sigprop.measure import grad_norms, masked_token_stats
 from sigprop.model import EncoderDecoder
 
-
-def _masked_token_stats(h: Tensor, keep: Tensor) -> tuple[float, float]:
-    """Mean pairwise cosine and mean token norm over the kept tokens of each sentence, averaged."""
-    h = h.float()
-    keep = keep.to(h.dtype)[..., None]
-    norm = h.norm(dim=-1, keepdim=True)
-    u = h / norm.clamp_min(torch.finfo(h.dtype).tiny) * keep
-    m = keep.sum(dim=(1, 2))
-    total = u.sum(dim=1).pow(2).sum(-1)
-    diag = u.pow(2).sum(dim=(1, 2))
-    ok = m >= 2
-    cos = ((total - diag) / (m * (m - 1)).clamp_min(1))[ok].mean()
-    act = ((norm * keep).sum(dim=(1, 2)) / m.clamp_min(1)).mean()
-    return float(cos), float(act)
+#: the self-attention matrices whose gradient norms are logged
+NAMES = ("wq", "wk", "wv")
 
 
 @torch.no_grad()
@@ -54,7 +43,7 @@ def token_stat_rows(states: dict[str, list[Tensor]], src: Tensor, prev: Tensor, 
     rows = []
     for stack, hidden in states.items():
         for layer, h in enumerate(hidden):
-            cos, act = _masked_token_stats(h.detach(), masks[stack])
+            cos, act = masked_token_stats(h.detach(), masks[stack])
             rows.append({"metric": "cosine", "side": stack, "layer": layer, "value": cos})
             rows.append({"metric": "act_norm", "side": stack, "layer": layer, "value": act})
     return rows
@@ -64,11 +53,10 @@ def grad_rows(model: EncoderDecoder) -> list[dict]:
     """Gradient norms of Wq, Wk, Wv (self-attention) per block, after ``backward()``."""
     rows = []
     for stack_name, stack in (("encoder", model.encoder), ("decoder", model.decoder)):
-        for i, block in enumerate(stack.blocks, start=1):
-            for name in ("wq", "wk", "wv"):
-                g = getattr(block.attn, name).weight.grad
-                value = float("nan") if g is None else float(g.float().norm())
-                rows.append({"metric": f"grad_{name}", "side": stack_name, "layer": i, "value": value})
+        norms = grad_norms(stack.blocks, NAMES)
+        for i in range(len(stack.blocks)):
+            for name in NAMES:
+                rows.append({"metric": f"grad_{name}", "side": stack_name, "layer": i + 1, "value": norms[name][i]})
     return rows
 
 
