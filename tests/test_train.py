@@ -286,3 +286,15 @@ def test_to_device_walks_containers_and_dataclasses():
 
     out = to_device({"a": (torch.ones(1), [Pair(torch.zeros(2), 3)])}, torch.device("cpu"))
     assert isinstance(out["a"], tuple) and isinstance(out["a"][1][0], Pair) and out["a"][1][0].n == 3
+
+
+def test_pick_device_falls_back_to_the_cpu_with_a_warning(monkeypatch, caplog):
+    from sigprop.train import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with caplog.at_level("WARNING", logger="sigprop.train.loop"):
+        assert pick_device("cuda", "decoding") == torch.device("cpu")
+    assert "device cuda requested but not available: decoding on the CPU" in caplog.text
+    assert pick_device("auto") == torch.device("cpu") and pick_device("cpu") == torch.device("cpu")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto") == torch.device("cuda") and pick_device("cuda") == torch.device("cuda")

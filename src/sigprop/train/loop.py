@@ -120,10 +120,14 @@ class TrainResult:
         return pd.DataFrame(self.rows)
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``cuda`` when available for ``"auto"``, otherwise the named device."""
+def pick_device(name: str = "auto", purpose: str = "running") -> torch.device:
+    """``"auto"``: ``cuda`` when available, else the CPU; ``"cuda"`` when CUDA is absent: the CPU, with a warning
+    ("device cuda requested but not available: <purpose> on the CPU"); otherwise the named device."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        log.warning("device cuda requested but not available: %s on the CPU", purpose)
+        return torch.device("cpu")
     return torch.device(name)
 
 

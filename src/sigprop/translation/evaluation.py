@@ -34,6 +34,7 @@ from sigprop.data.iwslt.bpe import detok_bpe
 from sigprop.data.iwslt.textio import read_lines
 from sigprop.io import atomic_path, provenance, write_table
 from sigprop.model import EncoderDecoder
+from sigprop.train import pick_device
 from sigprop.translation import methods
 from sigprop.translation.batching import make_batch
 from sigprop.translation.bleu import bleu_summary
@@ -101,16 +102,6 @@ def decode_test(
     return summary, hyps
 
 
-def _device(name: str) -> torch.device:
-    """The run's device for decoding (``cuda`` only when present, with a warning otherwise)."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        log.warning("device cuda requested but not available: decoding on the CPU")
-        name = "cpu"
-    return torch.device(name)
-
-
 def load_best(
     spec: Mapping[str, Any], data_dir: str | Path, ckpt: Mapping[str, Any], device: torch.device
 ) -> EncoderDecoder:
@@ -139,7 +130,7 @@ def evaluate_run(spec: Mapping[str, Any], data_dir: str | Path, run_dir: str | P
         summary.update({"bleu": math.nan, "sacrebleu_detok": math.nan, "test_sentences": 0,
                         "beam": int(ev.get("beam", 5))})
     else:
-        device = _device(spec.get("device", "cpu"))
+        device = pick_device(spec.get("device", "cpu"), "decoding")
         model = load_best(spec, data_dir, ckpt, device)
         tic = time.perf_counter()
         scores, hyps = decode_test(model, data_dir, ev, device)

@@ -61,14 +61,6 @@ def fingerprint(spec: Mapping[str, Any], code: str | None = None) -> str:
     return config_hash({"spec": {k: v for k, v in spec.items() if k not in ("evaluation", "config")}, "code": code})
 
 
-def resolve_device(name: str) -> torch.device:
-    """``cuda`` when asked for and present, else the CPU (with a warning if CUDA was asked for)."""
-    if name == "cuda" and not torch.cuda.is_available():
-        log.warning("device cuda requested but not available: training on the CPU")
-        return torch.device("cpu")
-    return pick_device(name)
-
-
 def tidy_log(rows: list[Mapping[str, Any]], spec: Mapping[str, Any], diverged: bool) -> pd.DataFrame:
     """Loop rows -> the tidy table of ``log.parquet``."""
     df = pd.DataFrame(rows).rename(columns={"update": "step"})
@@ -100,7 +92,7 @@ def train(
     """Train (resuming if a checkpoint of the same spec and code exists); write the files; return the summary."""
     out = Path(out_dir)
     state = out / "state"
-    device = resolve_device(spec.get("device", "cpu"))
+    device = pick_device(spec.get("device", "cpu"), "training")
     seed_everything(int(spec["seed"]))
     task = TranslationTask(spec, data_dir, device)
     model = task.build_model()

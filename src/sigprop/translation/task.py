@@ -19,14 +19,10 @@ from torch import Tensor
 
 from sigprop.data.iwslt.binarize import Dictionary, load_split
 from sigprop.model import EncoderDecoder
+from sigprop.train import to_device
 from sigprop.train.schedules import Schedule
 from sigprop.translation import methods, probes
 from sigprop.translation.batching import make_batch, token_batches
-
-
-def to_device(batch: Mapping[str, Tensor], device: torch.device) -> dict[str, Tensor]:
-    """Move every tensor of a batch."""
-    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
 
 def translation_step(
