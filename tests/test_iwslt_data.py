@@ -20,6 +20,7 @@ from sigprop.data.iwslt.fetch import ChecksumError, DataUnavailableError, downlo
 from sigprop.data.iwslt.moses import clean_corpus, lowercase, moses_tokenize
 from sigprop.data.iwslt.preprocess import extract_xml_segments, filter_train_tags, prepare, preprocess_xml
 from sigprop.data.iwslt.textio import read_lines, sha256_file, write_lines
+from sigprop.io import versions
 
 _BESIDE_REPO = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "iwslt14"
 # the official dev/test data: $SIGPROP_IWSLT_DIR (as the workflow reads it), else ../shared/data/iwslt14
@@ -91,6 +92,7 @@ def test_prepare_mini_end_to_end(tmp_path):
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk["files"]["train.de"]["sha256"] == sha256_file(out / "train.de")
     assert on_disk["dataset"] == "iwslt14-mini"
+    assert set(on_disk["tools"]) == {"python", "sacremoses", "subword-nmt"}
     assert not list(out.glob(".*")), "temporary files left behind"
 
 
@@ -259,3 +261,13 @@ def test_package_imports_no_step():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(src)}).stdout
     assert json.loads(out.replace("'", '"')) == ["sigprop", "sigprop.data", "sigprop.data.iwslt"]
+
+
+def test_versions_name_python_and_each_distribution():
+    import platform
+
+    import numpy
+
+    got = versions(("numpy", "no-such-distribution-sigprop"))
+    assert got == {"python": platform.python_version(), "numpy": numpy.__version__,
+                   "no-such-distribution-sigprop": "not installed"}

@@ -16,7 +16,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
 from importlib import metadata
@@ -110,11 +110,15 @@ def _git_state() -> dict[str, Any]:
     return {"git_commit": "unknown", "git_dirty": None}
 
 
-def _version(name: str) -> str:
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "not installed"
+def versions(packages: Iterable[str]) -> dict[str, str]:
+    """The Python version (key ``python``) and each distribution's installed version (``not installed`` if absent)."""
+    out = {"python": platform.python_version()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
 
 
 def provenance(**fields: Any) -> dict[str, Any]:
@@ -126,11 +130,12 @@ def provenance(**fields: Any) -> dict[str, Any]:
         device = torch.cuda.get_device_name()
     else:
         device = f"cpu ({platform.processor() or platform.machine()})"
+    packages = versions(PACKAGES)
     return {
         **fields,
         **_git_state(),
-        "packages": {p: _version(p) for p in PACKAGES},
-        "python": platform.python_version(),
+        "packages": {p: packages[p] for p in PACKAGES},
+        "python": packages["python"],
         "host": platform.node(),
         "device": device,
     }

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import os
 import re
-import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,7 @@ from sigprop.data.iwslt.corpus import (
 from sigprop.data.iwslt.fetch import DataUnavailableError, help_text, inspect_source
 from sigprop.data.iwslt.moses import PERL_WS, clean_corpus, lowercase, moses_tokenize
 from sigprop.data.iwslt.textio import read_lines, sha256_file, write_json, write_lines
+from sigprop.io import versions
 
 log = logging.getLogger(__name__)
 
@@ -101,18 +101,6 @@ def preprocess_train(train_tags_dir: str | os.PathLike[str]) -> dict[str, dict[s
         out["train"][lang] = [x for i, x in enumerate(lines, 1) if i % VALID_EVERY != 0]
     log.info("cleaned corpus: %d pairs (%d train, %d valid)", len(de),
              len(out["train"][SRC_LANG]), len(out["valid"][SRC_LANG]))
-    return out
-
-
-def _tool_versions() -> dict[str, str]:
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"python": sys.version.split()[0]}
-    for pkg in ("sacremoses", "subword-nmt"):
-        try:
-            out[pkg] = version(pkg)
-        except PackageNotFoundError:
-            out[pkg] = "unknown"
     return out
 
 
@@ -242,7 +230,7 @@ def prepare(
             "matches_fairseq_code": codes_sha == KNOWN_FAIRSEQ_CODE_SHA256,
         },
         "files": files,
-        "tools": _tool_versions(),
+        "tools": versions(("sacremoses", "subword-nmt")),
     }
     write_json(out / "manifest.json", manifest)
     return manifest
