@@ -25,7 +25,7 @@ from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
 from sigprop.translation import methods
 from sigprop.translation.batching import collate, token_batches
-from sigprop.translation.bleu import detok_sacrebleu, tokenized_bleu
+from sigprop.translation.bleu import bleu_summary, detok_sacrebleu, tokenized_bleu
 from sigprop.translation.datastatus import locate
 from sigprop.translation.evaluation import evaluate_run
 from sigprop.translation.job import train
@@ -278,6 +278,14 @@ def test_detokenized_sacrebleu_equals_sacrebleu_after_moses_detok():
     detok = [moses_detokenize(h) for h in HYPS], [moses_detokenize(r) for r in REFS]
     assert "house's" in detok[0][1]  # entities unescaped, clitics re-attached
     assert ours == pytest.approx(sacrebleu.corpus_bleu(detok[0], [detok[1]]).score, abs=1e-9)
+
+
+def test_bleu_summary_reports_the_two_scores_and_their_signatures():
+    summary = bleu_summary(HYPS, REFS)
+    assert summary["bleu"] == tokenized_bleu(HYPS, REFS).score
+    assert summary["sacrebleu_detok"] == detok_sacrebleu(HYPS, REFS).score
+    assert "tok:none" in summary["bleu_signature"] and "smooth:none" in summary["bleu_signature"]
+    assert "tok:13a" in summary["sacrebleu_signature"] and "nrefs:1" in summary["sacrebleu_signature"]
 
 
 # ---------------------------------------------------------------- batching, loss, schedules

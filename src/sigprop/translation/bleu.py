@@ -22,25 +22,32 @@ from sacrebleu.metrics.bleu import BLEU, BLEUScore
 from sigprop.data.iwslt.moses import moses_detokenize
 
 
-def _tokenized_metric() -> BLEU:
-    return BLEU(tokenize="none", lowercase=True, smooth_method="none", force=True)
+def _tokenized(hyps: Sequence[str], refs: Sequence[str]) -> tuple[BLEU, BLEUScore]:
+    metric = BLEU(tokenize="none", lowercase=True, smooth_method="none", force=True)
+    return metric, metric.corpus_score(list(hyps), [list(refs)])
+
+
+def _detokenized(hyps: Sequence[str], refs: Sequence[str], lang: str = "en") -> tuple[BLEU, BLEUScore]:
+    metric = BLEU()
+    return metric, metric.corpus_score([moses_detokenize(h, lang) for h in hyps],
+                                       [[moses_detokenize(r, lang) for r in refs]])
 
 
 def tokenized_bleu(hyps: Sequence[str], refs: Sequence[str]) -> BLEUScore:
     """Tokenised, lowercased corpus BLEU-4, no smoothing (fairseq's IWSLT number)."""
-    return _tokenized_metric().corpus_score(list(hyps), [list(refs)])
+    return _tokenized(hyps, refs)[1]
 
 
 def detok_sacrebleu(hyps: Sequence[str], refs: Sequence[str], lang: str = "en") -> BLEUScore:
     """sacreBLEU (defaults) after Moses-detokenising both sides."""
-    return BLEU().corpus_score([moses_detokenize(h, lang) for h in hyps], [[moses_detokenize(r, lang) for r in refs]])
+    return _detokenized(hyps, refs, lang)[1]
 
 
 def bleu_summary(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, object]:
-    """Both scores with their signatures and details, for ``eval.json``."""
-    tok_metric, detok_metric = _tokenized_metric(), BLEU()
-    tok = tok_metric.corpus_score(list(hyps), [list(refs)])
-    detok = detok_metric.corpus_score([moses_detokenize(h) for h in hyps], [[moses_detokenize(r) for r in refs]])
+    """Both scores (:func:`tokenized_bleu`, :func:`detok_sacrebleu`) with their signatures and details, for
+    ``eval.json``."""
+    tok_metric, tok = _tokenized(hyps, refs)
+    detok_metric, detok = _detokenized(hyps, refs)
     return {
         "bleu": float(tok.score),
         "bleu_precisions": [float(p) for p in tok.precisions],
