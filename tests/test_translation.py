@@ -165,6 +165,17 @@ def test_rezero_has_one_trainable_scalar_per_block():
         EncoderDecoder(Seq2SeqConfig(block=bad, vocab=10))
 
 
+def test_latex_tables_are_booktabs_with_escaped_cells_and_caption():
+    from sigprop.plotting.tables import to_latex
+
+    df = pd.DataFrame({"": ["General", "Adam"], "rate_%": ["a_b & 5%", "1/sqrt(L)"]})
+    tex = to_latex(df, "mean ± 95% CI, iwslt_14", "tab:x").splitlines()
+    body = tex[tex.index(r"\midrule") + 1 : tex.index(r"\bottomrule")]
+    assert body == [r"General & a\_b \& 5\% \\", r"Adam & 1/sqrt(L) \\"]
+    assert tex[tex.index(r"\toprule") + 1] == r" & rate\_\% \\" and r"\begin{tabular}{ll}" in tex
+    assert r"\caption{mean ± 95\% CI, iwslt\_14}" in tex and r"\label{tab:x}" in tex
+
+
 def test_table2_names_an_radam_optimizer(repo_root):
     import yaml
 

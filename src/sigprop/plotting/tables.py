@@ -107,6 +107,7 @@ def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
 
 
 def _tex_escape(s: str) -> str:
+    """The caption's LaTeX escapes (the cells and headers are escaped by pandas)."""
     return (
         str(s)
         .replace("\\", r"\textbackslash{}")
@@ -118,26 +119,16 @@ def _tex_escape(s: str) -> str:
 
 
 def to_latex(df: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs table (no pandas/jinja dependency)."""
-    cols = list(df.columns)
-    lines = [
-        r"\begin{table}[t]",
-        r"\centering",
-        r"\begin{tabular}{" + "l" * len(cols) + "}",
-        r"\toprule",
-        " & ".join(_tex_escape(c) for c in cols) + r" \\",
-        r"\midrule",
-    ]
-    lines += [" & ".join(_tex_escape(v) for v in row) + r" \\" for row in df.astype(str).itertuples(index=False)]
-    lines += [
-        r"\bottomrule",
-        r"\end{tabular}",
-        rf"\caption{{{_tex_escape(caption)}}}",
-        rf"\label{{{label}}}",
-        r"\end{table}",
-        "",
-    ]
-    return "\n".join(lines)
+    """A booktabs table (pandas ``Styler.to_latex``; cells and headers LaTeX-escaped, no index)."""
+    styler = df.astype(str).style.hide(axis="index").format(escape="latex").format_index(escape="latex", axis=1)
+    return styler.to_latex(
+        hrules=True,
+        caption=_tex_escape(caption),
+        label=label,
+        position="t",
+        position_float="centering",
+        column_format="l" * df.shape[1],
+    )
 
 
 def to_png(df: pd.DataFrame, title: str, path: str | Path, style: Mapping[str, Any], note: str = "") -> None:
