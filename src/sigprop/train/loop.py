@@ -3,7 +3,7 @@
 The loop, in the spirit of nanoGPT::
 
     for t in start+1 .. max_updates:
-        lr = schedule(t) on every param group (times the group's optional "lr_scale")
+        lr = schedule(t) on every param group
         before_update hooks (e.g. a temperature warm-up)
         loss, extras = step_fn(model, batch)    # under bf16 autocast if asked, on CUDA
         zero_grad; backward; optional grad clipping; optimizer.step()
@@ -201,8 +201,8 @@ class Trainer:
             ``state_dict`` / ``load_state_dict`` (e.g. :class:`~sigprop.train.SeededBatches`), its state
             is checkpointed; otherwise a resumed run skips the batches already used.
         config: :class:`TrainConfig`.
-        lr_schedule: ``lr = lr_schedule(t)`` set before update ``t`` on every param group (times the
-            group's ``"lr_scale"`` if it has one); ``None`` keeps the optimizer's lr.
+        lr_schedule: ``lr = lr_schedule(t)`` set before update ``t`` on every param group (a function of
+            ``t`` only: nothing of it is checkpointed); ``None`` keeps the optimizer's lr.
         hooks: called at every log step with a :class:`LogContext`; each returns rows
             (``{"metric": ..., "value": ..., **extra}``; ``update`` is filled in) or ``None``.
         before_update: called with ``t`` before each update (keep them free of host syncs).
@@ -254,7 +254,6 @@ class Trainer:
             "update": self.update,
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
-            "scheduler": {"update": self.update},
             "rng": rng_state(),
             "rows": [{k: _plain(v) for k, v in row.items()} for row in self.rows],
             "sums": {k: v.detach().cpu() for k, v in self._sums.items()},
@@ -262,8 +261,6 @@ class Trainer:
             "best_score": self.best_score,
             "best_update": self.best_update,
         }
-        if hasattr(self.lr_schedule, "state_dict"):
-            state["scheduler"]["state"] = self.lr_schedule.state_dict()
         if hasattr(self.data, "state_dict"):
             state["data"] = self.data.state_dict()
         return state
@@ -273,8 +270,6 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.update = int(state["update"])
-        if "state" in state["scheduler"] and hasattr(self.lr_schedule, "load_state_dict"):
-            self.lr_schedule.load_state_dict(state["scheduler"]["state"])
         if "data" in state and hasattr(self.data, "load_state_dict"):
             self.data.load_state_dict(state["data"])
         set_rng_state(state["rng"])
@@ -383,7 +378,7 @@ class Trainer:
             return None
         lr = float(self.lr_schedule(t))
         for group in self.optimizer.param_groups:
-            group["lr"] = lr * group.get("lr_scale", 1.0)
+            group["lr"] = lr
         return lr
 
     def _batches(self, start: int) -> Iterator[Batch]:
