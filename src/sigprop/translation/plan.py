@@ -53,11 +53,6 @@ def requested_targets(config: Mapping[str, Any]) -> list[str]:
     return figs + tabs
 
 
-def all_runs(config: Mapping[str, Any]) -> list[Run]:
-    """Every run of every requested translation target, once."""
-    return sorted({r for t in requested_targets(config) for r in target_runs(config, t)})
-
-
 def run_spec(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
     """Everything one training job needs (the method, its optimiser, model, training, evaluation)."""
     tr = config["translation"]
