@@ -25,7 +25,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("commands", ("sigprop.__main__", "sigprop.cli", "sigprop.translation.__main__", "sigprop.data.iwslt.__main__")),
     ("data", ("sigprop.data",)),
     ("model", ("sigprop.model",)),
-    ("analysis", ("sigprop.aggregation", "sigprop.checks", "sigprop.translation.claims", "sigprop.report")),
+    ("analysis", ("sigprop.aggregation", "sigprop.checkrow", "sigprop.checks", "sigprop.translation.claims",
+                  "sigprop.report")),
     ("tasks", ("sigprop.measure", "sigprop.experiments", "sigprop.toy", "sigprop.train", "sigprop.translation")),
     ("plotting", ("sigprop.plotting",)),
 ]
@@ -71,8 +72,33 @@ def test_every_module_has_a_layer():
     assert layer("sigprop.translation.task") == "tasks" and layer("sigprop.data.iwslt.bpe") == "data"
 
 
+def import_cycles(src: Path) -> list[list[str]]:
+    """Modules that import each other (directly or through others): each cycle once, as found by a depth-first walk."""
+    graph = {m: sorted(i for i in _imports(str(p), p.stat().st_mtime_ns, m, None) if i != m)
+             for m, p in modules(src).items()}
+    cycles, state = [], {}  # state: 1 on the current path, 2 done
+
+    def visit(m: str, path: list[str]) -> None:
+        state[m] = 1
+        for n in graph.get(m, []):
+            if state.get(n) == 1:
+                cycles.append(path[path.index(n):] + [n])
+            elif n not in state:
+                visit(n, [*path, n])
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m, [m])
+    return cycles
+
+
 def test_imports_point_down_the_layers():
     assert upward_imports(SRC) == []
+
+
+def test_no_module_imports_itself_through_others():
+    assert import_cycles(SRC) == []
 
 
 def test_an_upward_import_is_reported(tmp_path):
@@ -83,6 +109,12 @@ def test_an_upward_import_is_reported(tmp_path):
         (pkg / name).write_text("")
     (pkg / "model.py").write_text("def f():\n    from sigprop.plotting.style import Style\n")
     assert upward_imports(tmp_path) == ["sigprop.model (model) -> sigprop.plotting.style (plotting)"]
+    cyc = tmp_path / "cycle" / "sigprop"
+    cyc.mkdir(parents=True)
+    (cyc / "__init__.py").write_text("")
+    (cyc / "io.py").write_text("from sigprop import model\n")
+    (cyc / "model.py").write_text("def f():\n    from sigprop.io import g\n")
+    assert import_cycles(tmp_path / "cycle") == [["sigprop.io", "sigprop.model", "sigprop.io"]]
     with pytest.raises(KeyError, match="no layer"):
         layer("sigprop.newthing")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
@@ -18,22 +18,11 @@ from sigprop.aggregation import (
     t_pvalue,
     tost_relative,
 )
+from sigprop.checkrow import Check
+from sigprop.checkrow import format_p as _p
 from sigprop.figures import CHECKED
 from sigprop.params import resolve_alpha
-
-
-@dataclass
-class Check:
-    """One row of results/checks.csv."""
-
-    name: str
-    figure: str
-    expected: str
-    measured: float
-    tolerance: str
-    passed: bool
-    applicable: bool = True  # False: reported only (e.g. Table 1 on the iwslt14-mini stand-in)
-
+from sigprop.translation import claims
 
 # Every check is a statistical test at level ALPHA over the seeds (see sigprop.aggregation for the tests and
 # README "Checks" for why each was chosen). Two kinds:
@@ -43,10 +32,6 @@ class Check:
 #  * "the paper's claim" (an inequality, an ordering, an equivalence): the check passes only on evidence for
 #    it, a one-sided t-test at level ALPHA; a claim that must hold at every point is an intersection-union
 #    test (each point at level ALPHA).
-
-
-def _p(p: float) -> str:
-    return "nan" if not np.isfinite(p) else (f"{p:.2g}" if p >= 1e-4 else "<1e-4")
 
 
 def theory_band(devs: list[np.ndarray], m: int | None = None) -> tuple[bool, int]:
@@ -287,12 +272,9 @@ def table1(t: pd.DataFrame) -> list[Check]:
 
 
 def _translation_claims(figure: str) -> Callable[[pd.DataFrame], list[Check]]:
-    """The paper's translation claims of one figure (:mod:`sigprop.translation.claims`, which imports this
-    module: imported when called)."""
+    """The paper's translation claims of one figure (:mod:`sigprop.translation.claims`)."""
 
     def run(t: pd.DataFrame) -> list[Check]:
-        from sigprop.translation import claims
-
         return getattr(claims, figure)(t)
 
     return run

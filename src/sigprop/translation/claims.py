@@ -29,7 +29,8 @@ import pandas as pd
 from scipy import stats
 
 from sigprop.aggregation import ALPHA, paired_pvalue, t_pvalue
-from sigprop.checks import Check, _p
+from sigprop.checkrow import Check
+from sigprop.checkrow import format_p as _p
 
 #: the paper's training data: only there are the claims required
 FULL_DATASET = "iwslt14"
