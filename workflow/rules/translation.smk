@@ -65,7 +65,7 @@ rule evaluate_translation:
         mem_mb=lambda wc, attempt: TRANSLATION.get("mem_mb", 4000) * attempt,
     params:
         spec=evaluation_spec,
-        run_dir=RUN_DIR,
+        run_dir=lambda wc, input: Path(input.best).parent,
     shell:
         "OMP_NUM_THREADS={threads} python -m sigprop.translation evaluate --spec {params.spec:q}"
         " --data results/data/{wildcards.dataset} --run-dir {params.run_dir} > {log} 2>&1"
