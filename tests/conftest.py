@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The tests exercise this checkout's package, also where another clone is the one pip installed (editable):
+# first on sys.path here, and first on PYTHONPATH for the commands the tests start.
+sys.path.insert(0, str(REPO_ROOT / "src"))
+os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # What a copy of the workflow needs besides src/ (names that do not exist are skipped); the report reads README.md.
 WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "README.md")
