@@ -22,6 +22,17 @@ WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "README
 SNAKEMAKE_TIMEOUT_S = 900
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one thread is faster than several on a shared CPU (``pytestmark = usefixtures``)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     """The repository root (holds the Snakefile)."""

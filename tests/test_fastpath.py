@@ -24,13 +24,7 @@ from sigprop.translation.task import translation_step
 PAD, EOS, V = 1, 2, 37
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is faster than several on a shared CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def model_pair(norm: str = "post", tau: float = 1.0, dropout: float = 0.0, init: str = "fairseq",

@@ -19,13 +19,7 @@ from sigprop.measure import inner_product_stats, relative_residual, stable_rank
 from sigprop.translation import initprobe, methods
 from sigprop.translation.plan import method_init_spec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------- Fig S3: rank measures, hand-computed cases

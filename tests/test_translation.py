@@ -36,13 +36,7 @@ from sigprop.translation.task import TranslationTask
 WORDS = "the cat sat on a mat and dog ran far away".split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models: one thread is many times faster than several on a shared, busy CPU."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny_model(norm: str = "post", seed: int = 0, init: str = "fairseq", layers: int = 2, **kw) -> EncoderDecoder:

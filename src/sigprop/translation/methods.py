@@ -137,24 +137,16 @@ def build_optimizer(
     """
     fused = {"fused": True} if fused and torch.device(device).type in ("cpu", "cuda") else {}
     kind = opt["kind"]
-    if kind == "adam":
-        return torch.optim.AdamW(
-            params,
-            lr=float(opt["lr"]),
-            betas=tuple(opt.get("betas", (0.9, 0.999))),
-            eps=float(opt.get("eps", 1e-8)),
-            weight_decay=float(opt.get("weight_decay", 0.0)),
-            **fused,
-        )
-    if kind == "radam":
-        return torch.optim.RAdam(
-            params,
-            lr=float(opt["lr"]),
-            betas=tuple(opt.get("betas", (0.9, 0.999))),
-            eps=float(opt.get("eps", 1e-8)),
-            weight_decay=float(opt.get("weight_decay", 0.0)),
-            decoupled_weight_decay=True,
-        )
+    if kind in ("adam", "radam"):
+        adam = {
+            "lr": float(opt["lr"]),
+            "betas": tuple(opt.get("betas", (0.9, 0.999))),
+            "eps": float(opt.get("eps", 1e-8)),
+            "weight_decay": float(opt.get("weight_decay", 0.0)),
+        }
+        if kind == "adam":
+            return torch.optim.AdamW(params, **adam, **fused)
+        return torch.optim.RAdam(params, **adam, decoupled_weight_decay=True)
     if kind == "sgd":
         return SGDW(
             params,
