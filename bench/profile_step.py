@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import train_throughput as tt  # noqa: E402
 
 from sigprop import model as sp_model  # noqa: E402
-from sigprop.translation import methods  # noqa: E402
+from sigprop.tasks.translation import methods  # noqa: E402
 
 PARTS = ("attention", "feed-forward", "layer norm", "embedding", "read-out + loss", "rest of model",
          "collation", "optimiser", "loop bookkeeping")

@@ -1,16 +1,16 @@
 """Training throughput of our translation step beside ``torch.nn.Transformer`` of the same size.
 
 One update = batch collation, forward, label-smoothed cross-entropy, backward, AdamW step, run by the
-pipeline's own training loop (:class:`sigprop.train.Trainer`, the loop ``python -m sigprop.translation
+pipeline's own training loop (:class:`sigprop.train.Trainer`, the loop ``python -m sigprop.tasks.translation
 train`` uses). The batch is collated inside the timed update, on the training thread, as the pipeline's
-:class:`sigprop.translation.task.EpochBatches` does. Models (``--models``, comma-separated):
+:class:`sigprop.tasks.translation.task.EpochBatches` does. Models (``--models``, comma-separated):
 
-* ``ours``: the pipeline as it trains: :func:`sigprop.translation.methods.build_model`
+* ``ours``: the pipeline as it trains: :func:`sigprop.tasks.translation.methods.build_model`
   (:class:`sigprop.model.EncoderDecoder`) for the method ``--method`` (default ``adam_postln``), the model /
   label smoothing / Adam of ``config/paper.yaml`` (``--preset`` changes only width and depth), the step
-  :func:`sigprop.translation.task.translation_step`, the optimiser
-  :func:`sigprop.translation.methods.build_optimizer` and the collation
-  :func:`sigprop.translation.batching.make_batch`, each with its fast path (``--fast`` picks which, for
+  :func:`sigprop.tasks.translation.task.translation_step`, the optimiser
+  :func:`sigprop.tasks.translation.methods.build_optimizer` and the collation
+  :func:`sigprop.tasks.translation.batching.make_batch`, each with its fast path (``--fast`` picks which, for
   measuring them one at a time: ``attention`` = packed Q/K/V and fused scale/mask, ``dropout`` = cheaper
   dropout masks, ``loss`` = read-out and loss on non-pad rows in one chunked pass, ``adam`` = fused AdamW,
   ``collate`` = vectorised collation);
@@ -22,7 +22,7 @@ train`` uses). The batch is collated inside the timed update, on the training th
   implementation of the same training does.
 
 All models see the same real, variable-length batches in the same order: fairseq-style token batches
-(:func:`sigprop.translation.batching.token_batches`, ``--max-tokens`` padded tokens at most) of the
+(:func:`sigprop.tasks.translation.batching.token_batches`, ``--max-tokens`` padded tokens at most) of the
 binarised iwslt14-mini training split (``--data-dir``, default ``results/data/iwslt14-mini``); without it,
 the sentence lengths of ``$SIGPROP_IWSLT_DIR/bpe10k/valid.*`` with random token ids; without those,
 lengths drawn like IWSLT'14's (log-normal fit). The collation time of both collations is also reported
@@ -67,10 +67,10 @@ import yaml
 from torch import Tensor, nn
 
 from sigprop.model import sinusoidal_positions
+from sigprop.tasks.translation import methods
+from sigprop.tasks.translation.batching import collate, make_batch, token_batches
+from sigprop.tasks.translation.task import translation_step
 from sigprop.train import TrainConfig, Trainer
-from sigprop.translation import methods
-from sigprop.translation.batching import collate, make_batch, token_batches
-from sigprop.translation.task import translation_step
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "results" / "data" / "iwslt14-mini"

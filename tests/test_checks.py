@@ -1,4 +1,4 @@
-"""The checks of sigprop.checks and the statistics behind them (sigprop.aggregation).
+"""The checks of sigprop.analysis.checks and the statistics behind them (sigprop.analysis.aggregate).
 
 Every check is shown to FAIL on a deliberately wrong input (a wrong theory, a shuffled alpha order, a
 collapsing seed, ...) and to pass on a right one; the tests themselves are checked against hand-computed
@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from sigprop import aggregation, checks, theory
-from sigprop.experiments import run_point
+from sigprop.analysis import aggregate, checks, theory
+from sigprop.tasks.init_time import run_point
 
 
 def _by_name(rows: list[checks.Check], *words: str) -> checks.Check:
@@ -32,28 +32,28 @@ def _all_pass(rows: list[checks.Check]) -> bool:
 def test_t_interval_and_pvalues_hand_computed():
     x = np.array([1.0, 2.0, 3.0])  # mean 2, s.e. 1/sqrt(3)
     half = stats.t.ppf(0.975, 2) / np.sqrt(3)  # 4.303 / sqrt(3)
-    assert aggregation.t_interval(x, 0.95) == pytest.approx((2 - half, 2 + half))
-    assert aggregation.t_pvalue(x, 0.0, "greater") == pytest.approx(stats.t.sf(2 * np.sqrt(3), 2))
-    assert aggregation.t_pvalue(np.full(4, 3.0), 2.0, "greater") == 0.0  # constant: on the side of H1
-    assert aggregation.t_pvalue(np.full(4, 3.0), 2.0, "less") == 1.0
-    assert aggregation.t_interval(np.full(4, 3.0), 0.95) == (3.0, 3.0)
-    assert aggregation.paired_pvalue([2, 3, 5], [1, 1, 2], "greater") == pytest.approx(
-        aggregation.t_pvalue(np.array([1.0, 2.0, 3.0]), 0.0, "greater"))
-    assert aggregation.bonferroni_level(10) == pytest.approx(0.995)
+    assert aggregate.t_interval(x, 0.95) == pytest.approx((2 - half, 2 + half))
+    assert aggregate.t_pvalue(x, 0.0, "greater") == pytest.approx(stats.t.sf(2 * np.sqrt(3), 2))
+    assert aggregate.t_pvalue(np.full(4, 3.0), 2.0, "greater") == 0.0  # constant: on the side of H1
+    assert aggregate.t_pvalue(np.full(4, 3.0), 2.0, "less") == 1.0
+    assert aggregate.t_interval(np.full(4, 3.0), 0.95) == (3.0, 3.0)
+    assert aggregate.paired_pvalue([2, 3, 5], [1, 1, 2], "greater") == pytest.approx(
+        aggregate.t_pvalue(np.array([1.0, 2.0, 3.0]), 0.0, "greater"))
+    assert aggregate.bonferroni_level(10) == pytest.approx(0.995)
 
 
 def test_tost_relative():
     rng = np.random.default_rng(0)
     near = 100 * (1 + 0.01 * rng.standard_normal(50))
-    assert aggregation.tost_relative(near, 100.0, 0.10) < 1e-6
-    assert aggregation.tost_relative(near * 1.2, 100.0, 0.10) > 0.5  # 20% off: not equivalent within 10%
-    assert aggregation.tost_relative(near[:2] * [0.5, 1.5], 100.0, 0.10) > 0.05  # too noisy to show it
+    assert aggregate.tost_relative(near, 100.0, 0.10) < 1e-6
+    assert aggregate.tost_relative(near * 1.2, 100.0, 0.10) > 0.5  # 20% off: not equivalent within 10%
+    assert aggregate.tost_relative(near[:2] * [0.5, 1.5], 100.0, 0.10) > 0.05  # too noisy to show it
 
 
 def test_ratio_pseudo_values_give_the_delta_method():
     rng = np.random.default_rng(1)
     num, den = rng.gamma(2.0, size=40), rng.gamma(5.0, size=40)
-    ps = aggregation.ratio_pseudo_values(num, den)
+    ps = aggregate.ratio_pseudo_values(num, den)
     r = num.mean() / den.mean()
     assert ps.mean() == pytest.approx(r)
     # delta method: Var(num - r den) / (n mean(den)^2)
@@ -101,10 +101,10 @@ def _wrong_theory(monkeypatch, factor: float = 1.3) -> None:
 
 
 def test_fig08_passes_with_the_theory_and_fails_with_a_wrong_one(fig08_raw, monkeypatch):
-    rows = checks.fig08(aggregation.fig08(fig08_raw))
+    rows = checks.fig08(aggregate.fig08(fig08_raw))
     assert len(rows) == 4 and _all_pass(rows), rows
     _wrong_theory(monkeypatch, 2.0)
-    wrong = checks.fig08(aggregation.fig08(fig08_raw))
+    wrong = checks.fig08(aggregate.fig08(fig08_raw))
     assert not any(c.passed for c in wrong if "alpha=1 " in c.name), wrong
 
 
@@ -113,10 +113,10 @@ def test_fig10_uniform_panel_passes_and_fails_with_a_wrong_theory(monkeypatch):
     raw = pd.concat([run_point("signal_propagation", fixed, {"attention": "uniform", "input_std": "1/sqrt(d)",
                                                               "alpha": a}, None, list(range(200)))
                      for a in ("1", "0.5")], ignore_index=True)
-    rows = checks.fig10(aggregation.fig10(raw))
+    rows = checks.fig10(aggregate.fig10(raw))
     assert len(rows) == 2 and _all_pass(rows), rows
     _wrong_theory(monkeypatch, 1.5)
-    assert not any(c.passed for c in checks.fig10(aggregation.fig10(raw)))
+    assert not any(c.passed for c in checks.fig10(aggregate.fig10(raw)))
 
 
 def _fig10_softmax_table(factor: float, alpha: str, std: object, n_seeds: int = 400) -> pd.DataFrame:
@@ -148,23 +148,23 @@ def test_fig04_theory_setting_passes_and_fails_with_a_wrong_theory(monkeypatch):
              "norm": "none", "activation": "linear", "attention": "uniform", "dtype": "float64"}
     raw = pd.concat([run_point("encoder_init", fixed, {"alpha": a}, None, list(range(40))) for a in ("1", "1/sqrt(L)")],
                     ignore_index=True)
-    rows = checks.fig04(aggregation.fig04(raw))
+    rows = checks.fig04(aggregate.fig04(raw))
     assert len(rows) == 2 and _all_pass(rows), rows
     _wrong_theory(monkeypatch, 2.0)
-    assert not all(c.passed for c in checks.fig04(aggregation.fig04(raw)))
+    assert not all(c.passed for c in checks.fig04(aggregate.fig04(raw)))
 
 
 def test_fig11_uniform_passes_and_fails_with_a_wrong_formula(monkeypatch):
     fixed = {"n_tokens": 8, "d_model": 8, "s": 1.0, "rho": 0.3, "dtype": "float64"}
     raw = run_point("attention_jacobians", fixed, {"attention": "uniform"}, [{"s": [0.5, 1.0]}, {"rho": [0.0, 0.3]}],
                     list(range(60)))
-    table = aggregation.fig11(raw)
+    table = aggregate.fig11(raw)
     assert (table.n_seeds == 60).all()  # the shared centre point is counted once per seed
     rows = checks.fig11(table)
     assert _all_pass(rows), rows
     right = theory.grad_v_sq
     monkeypatch.setattr(theory, "grad_v_sq", lambda *a: 1.2 * right(*a))
-    assert not _by_name(checks.fig11(aggregation.fig11(raw)), "grad_v_sq").passed
+    assert not _by_name(checks.fig11(aggregate.fig11(raw)), "grad_v_sq").passed
 
 
 # ---------------------------------------------------------------- Fig 7
@@ -175,7 +175,7 @@ def _fig07_table(power: float) -> pd.DataFrame:
     d_k = np.array([256, 512, 1024, 2048, 4096])
     rows = [{"n_tokens": 32, "d_v": 100, "d_k": int(k), "seed": s, "metric": "concentration",
              "value": float(k ** -power * rng.lognormal(0, 0.3))} for s in range(100) for k in d_k]
-    return aggregation.fig07(pd.DataFrame(rows))
+    return aggregate.fig07(pd.DataFrame(rows))
 
 
 def test_fig07_slope_equivalence():
@@ -211,19 +211,19 @@ def _encoder_raw(n_seeds: int = 8, v_last: float = 1.5, relabel: dict | None = N
 
 
 def test_encoder_checks_pass_on_the_papers_picture():
-    rows = checks.CHECKS["fig03"](aggregation.fig03(_encoder_raw()))
+    rows = checks.CHECKS["fig03"](aggregate.fig03(_encoder_raw()))
     assert len(rows) == 8 and _all_pass(rows), [c for c in rows if not c.passed]
 
 
 def test_encoder_checks_fail_on_a_shuffled_alpha_order():
-    rows = checks.CHECKS["fig03"](aggregation.fig03(_encoder_raw(relabel={"1": "0.25", "0.25": "1"})))
+    rows = checks.CHECKS["fig03"](aggregate.fig03(_encoder_raw(relabel={"1": "0.25", "0.25": "1"})))
     assert not _by_name(rows, "cosine rises").passed
     assert not _by_name(rows, "grad_ratio_q falls").passed
     assert not _by_name(rows, "cosine significantly reversed").passed
 
 
 def test_encoder_value_ratio_check_fails_when_value_gradients_do_not_grow():
-    rows = checks.CHECKS["fig03"](aggregation.fig03(_encoder_raw(v_last=0.7)))
+    rows = checks.CHECKS["fig03"](aggregate.fig03(_encoder_raw(v_last=0.7)))
     assert not _by_name(rows, "V gradient ratio").passed
     assert _by_name(rows, "cosine at layer 12").passed
 
@@ -232,23 +232,23 @@ def test_encoder_checks_with_few_seeds_do_not_pass_on_noise():
     """2 seeds: a t-test with 1 degree of freedom; a weak ordering in pure noise must not pass."""
     raw = _encoder_raw(n_seeds=2)
     raw["value"] = np.random.default_rng(6).permutation(raw.value.to_numpy())  # no structure left
-    rows = checks.CHECKS["fig03"](aggregation.fig03(raw))
+    rows = checks.CHECKS["fig03"](aggregate.fig03(raw))
     assert not _by_name(rows, "cosine rises").passed
 
 
 def test_figures_use_the_d_model_convention_and_figS4_compares_both():
     raw = pd.concat([_encoder_raw(v_last=1.6), _encoder_raw(v_last=1.0, qk_fan="d_k")], ignore_index=True)
-    assert set(aggregation.fig03(raw).seed_values.map(len)) == {8}
-    one = aggregation.fig03(raw)
+    assert set(aggregate.fig03(raw).seed_values.map(len)) == {8}
+    one = aggregate.fig03(raw)
     assert np.allclose(one.sort_values(["metric", "alpha", "layer"])["mean"],
-                       aggregation.fig03(_encoder_raw(v_last=1.6)).sort_values(["metric", "alpha", "layer"])["mean"])
-    s4 = aggregation.figS4(raw)
+                       aggregate.fig03(_encoder_raw(v_last=1.6)).sort_values(["metric", "alpha", "layer"])["mean"])
+    s4 = aggregate.figS4(raw)
     assert set(s4.qk_fan) == {"d_model", "d_k"}
     assert checks.figS4(s4)[0].passed
     swapped = raw.assign(qk_fan=raw.qk_fan.map({"d_model": "d_k", "d_k": "d_model"}))
-    assert not checks.figS4(aggregation.figS4(swapped))[0].passed
+    assert not checks.figS4(aggregate.figS4(swapped))[0].passed
     with pytest.raises(ValueError, match="qk_fan"):
-        aggregation.figS4(_encoder_raw())
+        aggregate.figS4(_encoder_raw())
 
 
 # ---------------------------------------------------------------- Fig 5
@@ -275,12 +275,12 @@ def _toy_raw(collapse_seed: int | None = None, ratio: float = 3.0, updates: int 
 
 
 def test_fig05_checks():
-    good = checks.fig05(aggregation.fig05(_toy_raw()))
+    good = checks.fig05(aggregate.fig05(_toy_raw()))
     assert _all_pass(good), [c for c in good if not c.passed]
-    collapsed = checks.fig05(aggregation.fig05(_toy_raw(collapse_seed=1)))
+    collapsed = checks.fig05(aggregate.fig05(_toy_raw(collapse_seed=1)))
     assert not _by_name(collapsed, "collapse").passed
     assert not _by_name(collapsed, "final validation").passed
-    small = checks.fig05(aggregation.fig05(_toy_raw(ratio=0.5)))
+    small = checks.fig05(aggregate.fig05(_toy_raw(ratio=0.5)))
     assert not _by_name(small, "Q/V", "geometric").passed and not _by_name(small, "K/V", "geometric").passed
-    short = checks.fig05(aggregation.fig05(_toy_raw(updates=500)))
+    short = checks.fig05(aggregate.fig05(_toy_raw(updates=500)))
     assert not _by_name(short, "final validation").applicable  # shorter than FIG05_UPDATES: reported only

@@ -17,9 +17,9 @@ from sigprop import model as sp_model
 from sigprop.data.iwslt.binarize import binarize, load_split
 from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, MultiHeadAttention, Seq2SeqConfig
-from sigprop.translation import methods
-from sigprop.translation.batching import collate, flat_arrays, make_batch, token_batches
-from sigprop.translation.task import translation_step
+from sigprop.tasks.translation import methods
+from sigprop.tasks.translation.batching import collate, flat_arrays, make_batch, token_batches
+from sigprop.tasks.translation.task import translation_step
 
 PAD, EOS, V = 1, 2, 37
 
@@ -226,7 +226,7 @@ def test_vectorised_collation_equals_sentence_by_sentence(binarised):
 
 
 def test_pipeline_defaults_to_the_fast_path(binarised, monkeypatch):
-    from sigprop.translation.task import TranslationTask
+    from sigprop.tasks.translation.task import TranslationTask
 
     spec = {"seed": 0, "model": {"d_model": 16, "n_heads": 4, "d_ff": 24, "max_positions": 64},
             "method_config": {"norm": "post"}, "layers": 1, "optimizer": {"kind": "adam", "lr": 1e-3},

@@ -21,13 +21,13 @@ SRC = ROOT / "src"
 #: layers, bottom first; a module belongs to the first layer with a pattern equal to its name or a package above it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("sigprop", "sigprop.io", "sigprop.params", "sigprop.grid", "sigprop.config", "sigprop.codehash",
-              "sigprop.figures", "sigprop.paper_values", "sigprop.theory")),
-    ("commands", ("sigprop.__main__", "sigprop.cli", "sigprop.translation.__main__", "sigprop.data.iwslt.__main__")),
+              "sigprop.analysis.registry")),
+    ("commands", ("sigprop.__main__", "sigprop.cli", "sigprop.tasks.translation.__main__",
+                  "sigprop.data.iwslt.__main__")),
     ("data", ("sigprop.data",)),
     ("model", ("sigprop.model",)),
-    ("analysis", ("sigprop.aggregation", "sigprop.checkrow", "sigprop.checks", "sigprop.translation.claims",
-                  "sigprop.report")),
-    ("tasks", ("sigprop.measure", "sigprop.experiments", "sigprop.toy", "sigprop.train", "sigprop.translation")),
+    ("tasks", ("sigprop.tasks", "sigprop.train")),
+    ("analysis", ("sigprop.analysis",)),
     ("plotting", ("sigprop.plotting",)),
 ]
 ORDER = ["base", "data", "model", "tasks", "analysis", "plotting", "commands"]
@@ -68,8 +68,8 @@ def test_every_module_has_a_layer():
     assert ORDER == sorted(ORDER, key=ORDER.index) and {n for n, _ in LAYERS} == set(ORDER)
     for module in modules(SRC):
         layer(module)
-    assert layer("sigprop.cli") == "commands" and layer("sigprop.translation.claims") == "analysis"
-    assert layer("sigprop.translation.task") == "tasks" and layer("sigprop.data.iwslt.bpe") == "data"
+    assert layer("sigprop.cli") == "commands" and layer("sigprop.analysis.claims") == "analysis"
+    assert layer("sigprop.tasks.translation.task") == "tasks" and layer("sigprop.data.iwslt.bpe") == "data"
 
 
 def import_cycles(src: Path) -> list[list[str]]:

@@ -8,7 +8,8 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
-from sigprop.measure import (
+from sigprop.model import ModelConfig, Stack
+from sigprop.tasks.measure import (
     adam_effective_lr,
     attention_concentration,
     attention_jacobian_sq_norms,
@@ -19,7 +20,6 @@ from sigprop.measure import (
     masked_token_stats,
     token_cosine,
 )
-from sigprop.model import ModelConfig, Stack
 
 F64 = torch.float64
 

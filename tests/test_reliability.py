@@ -106,21 +106,24 @@ def test_walk_on_a_hand_built_package(tmp_path):
 def test_partial_entry_points_keep_other_subcommands_out():
     """The simulate job imports the CLI but not what the CLI's plot command imports."""
     simulate, plot = set(closure(ENTRY_POINTS["simulate"])), set(closure(ENTRY_POINTS["plot"]))
-    assert {"sigprop.cli", "sigprop.experiments", "sigprop.model", "sigprop.params", "sigprop.grid",
+    assert {"sigprop.cli", "sigprop.tasks.init_time", "sigprop.model", "sigprop.params", "sigprop.grid",
             "sigprop.io"} <= simulate
-    assert not {"sigprop.plotting.style", "sigprop.checks", "sigprop.aggregation", "sigprop.toy"} & simulate
+    assert not {"sigprop.plotting.style", "sigprop.analysis.checks", "sigprop.analysis.aggregate",
+                "sigprop.tasks.toy_reversal"} & simulate
     assert "sigprop.plotting.style" in plot and "sigprop.model" not in plot
     train = set(closure(ENTRY_POINTS["train_translation"]))
-    assert {"sigprop.translation.task", "sigprop.model", "sigprop.train.loop", "sigprop.data.iwslt.binarize"} <= train
+    assert {"sigprop.tasks.translation.task", "sigprop.model", "sigprop.train.loop",
+            "sigprop.data.iwslt.binarize"} <= train
     # downloading and preprocessing are the data rules': editing them re-prepares the data, it retrains nothing
     assert not {"sigprop.data.iwslt.fetch", "sigprop.data.iwslt.preprocess"} & train
     assert "sigprop.plotting.tables" not in train  # editing the tables redraws them, it retrains nothing
     assert "sigprop.plotting.tables" in closure(ENTRY_POINTS["table1"])
     # search and BLEU are the evaluation rule's: editing them re-evaluates the best checkpoints, never retrains
     evaluate = set(closure(ENTRY_POINTS["evaluate_translation"]))
-    scoring = {"sigprop.translation.search", "sigprop.translation.bleu", "sigprop.translation.evaluation"}
+    scoring = {"sigprop.tasks.translation.search", "sigprop.tasks.translation.bleu",
+               "sigprop.tasks.translation.evaluation"}
     assert scoring <= evaluate and not scoring & train
-    assert not {"sigprop.translation.job", "sigprop.translation.task"} & evaluate
+    assert not {"sigprop.tasks.translation.job", "sigprop.tasks.translation.task"} & evaluate
 
 
 # rule (plot: one job per figure) -> the modules that, by the import statements, it loads
@@ -135,11 +138,11 @@ EDITS = {
                           "simulate_method_init", "table1", "table2", "plot:fig07"},  # model, aggregation import it
     "sigprop/plotting/_heatmaps.py": {"plot:fig12", "plot:fig13"},
     "sigprop/plotting/style.py": {"plot:fig07", "plot:fig08", "plot:fig12", "plot:fig13", "table1", "table2"},
-    "sigprop/toy.py": {"train_toy"},
-    "sigprop/report.py": {"report"},
-    "sigprop/translation/task.py": {"train_translation"},
-    "sigprop/translation/search.py": {"evaluate_translation"},
-    "sigprop/translation/bleu.py": {"evaluate_translation"},
+    "sigprop/tasks/toy_reversal.py": {"train_toy"},
+    "sigprop/analysis/report.py": {"report"},
+    "sigprop/tasks/translation/task.py": {"train_translation"},
+    "sigprop/tasks/translation/search.py": {"evaluate_translation"},
+    "sigprop/tasks/translation/bleu.py": {"evaluate_translation"},
     "sigprop/plotting/tables.py": {"table1", "table2"},
     "sigprop/train/loop.py": {"train_toy", "train_translation", "evaluate_translation",
                               "simulate_method_init"},  # translation.methods imports sigprop.train
@@ -193,15 +196,15 @@ def test_walk_covers_every_module_the_commands_load(tmp_path, copy_data):  # noq
         "train_toy": ("sigprop", "train-toy", "--seed", "0", "--out", str(tmp_path / "toy.parquet"), "--params",
                       json.dumps({"n_layers": 1, "d_ff": 8, "batch_size": 4, "max_updates": 3, "log_every": 1,
                                   "eval_every": 3, "eval_size": 8})),
-        "train_translation": ("sigprop.translation", "train", "--data", str(copy_data), "--out-dir",
+        "train_translation": ("sigprop.tasks.translation", "train", "--data", str(copy_data), "--out-dir",
                               str(tmp_path / "run"), "--spec",
                               json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
-        "evaluate_translation": ("sigprop.translation", "evaluate", "--data", str(copy_data), "--run-dir",
+        "evaluate_translation": ("sigprop.tasks.translation", "evaluate", "--data", str(copy_data), "--run-dir",
                                  str(tmp_path / "run"), "--spec",
                                  json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
-        "iwslt_status": ("sigprop.translation", "status", "--dataset", "iwslt14-mini", "--out",
+        "iwslt_status": ("sigprop.tasks.translation", "status", "--dataset", "iwslt14-mini", "--out",
                          str(tmp_path / "status.json"), "--local-dir", str(tmp_path / "no-data")),
-        "table2": ("sigprop.translation", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
+        "table2": ("sigprop.tasks.translation", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
                    json.dumps({k: _quick().get(k) for k in ("name", "methods", "translation")})),
     }
     text = tmp_path / "text"  # prepared text files to binarise again (copy_data itself stays as it is)
@@ -239,8 +242,8 @@ def _edited_copy(tmp_path: Path, rel: str) -> Path:
 
 
 def test_translation_job_whose_code_changed_trains_from_update_0(copy_data, tmp_path, monkeypatch):  # noqa: F811
-    from sigprop.translation.job import train as train_and_evaluate  # the training job only
-    from sigprop.translation.task import TranslationTask
+    from sigprop.tasks.translation.job import train as train_and_evaluate  # the training job only
+    from sigprop.tasks.translation.task import TranslationTask
 
     spec = job_spec(optimizer={"updates": 12}, evaluation={"beam": 1})
     original = TranslationTask.tau_setter
@@ -280,7 +283,7 @@ TINY_TOY = {"n_layers": 1, "d_ff": 8, "batch_size": 4, "max_updates": 16, "log_e
 
 @pytest.mark.parametrize("changed", [False, True])
 def test_toy_seed_whose_code_changed_trains_from_update_0(changed, tmp_path, monkeypatch, caplog):
-    from sigprop.toy import run_toy
+    from sigprop.tasks.toy_reversal import run_toy
     from sigprop.train import SeededBatches
 
     calls = {"n": 0}
@@ -297,7 +300,7 @@ def test_toy_seed_whose_code_changed_trains_from_update_0(changed, tmp_path, mon
         run_toy(TINY_TOY, seed=0, checkpoint_dir=tmp_path / "ckpt")
     monkeypatch.setattr(SeededBatches, "__next__", original)
     if changed:
-        edited = _edited_copy(tmp_path, "sigprop/measure.py")
+        edited = _edited_copy(tmp_path, "sigprop/tasks/measure.py")
         monkeypatch.setattr(codehash, "default_src", lambda: edited)
     with caplog.at_level(logging.INFO, logger="sigprop"):
         run_toy(TINY_TOY, seed=0, checkpoint_dir=tmp_path / "ckpt")
@@ -309,8 +312,8 @@ def test_toy_seed_whose_code_changed_trains_from_update_0(changed, tmp_path, mon
 
 
 def test_fingerprints_differ_with_the_code():
-    from sigprop.toy import DEFAULTS, fingerprint
-    from sigprop.translation.job import fingerprint as translation_fingerprint
+    from sigprop.tasks.toy_reversal import DEFAULTS, fingerprint
+    from sigprop.tasks.translation.job import fingerprint as translation_fingerprint
 
     assert fingerprint(DEFAULTS, 0) == fingerprint(DEFAULTS, 0, code=code_hash("train_toy"))
     assert fingerprint(DEFAULTS, 0, code="a") != fingerprint(DEFAULTS, 0, code="b")
@@ -481,9 +484,9 @@ def _work_copy(standins, tmp_path) -> Path:
 LISTED = {
     "plotting/_heatmaps.py": {"plot": ["fig12", "fig13"], "report": 1, "all": 1},
     "plotting/style.py": {"plot": "*", "report": 1, "all": 1},
-    "toy.py": {"train_toy": "*", "aggregate": 1, "plot": ["fig05"], "checks": 1, "report": 1, "all": 1},
-    "report.py": {"report": 1, "all": 1},
-    "theory.py": {"aggregate": "*", "plot": "*", "checks": 1, "report": 1, "all": 1},
+    "tasks/toy_reversal.py": {"train_toy": "*", "aggregate": 1, "plot": ["fig05"], "checks": 1, "report": 1, "all": 1},
+    "analysis/report.py": {"report": 1, "all": 1},
+    "analysis/theory.py": {"aggregate": "*", "plot": "*", "checks": 1, "report": 1, "all": 1},
     "grid.py": {"simulate": "*", "aggregate": "*", "plot": "*", "checks": 1, "report": 1, "all": 1},
     "params.py": {"simulate": "*", "train_toy": "*", "aggregate": "*", "plot": "*", "checks": 1, "report": 1,
                   "all": 1},

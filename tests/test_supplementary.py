@@ -10,14 +10,14 @@ import pandas as pd
 import pytest
 import torch
 
-from sigprop import aggregation, checks, theory
+from sigprop.analysis import aggregate, checks, theory
 from sigprop.config import experiment_jobs
 from sigprop.data.iwslt.binarize import binarize
 from sigprop.data.iwslt.textio import write_lines
-from sigprop.experiments import run_point
-from sigprop.measure import inner_product_stats, relative_residual, stable_rank
-from sigprop.translation import initprobe, methods
-from sigprop.translation.plan import method_init_spec
+from sigprop.tasks.init_time import run_point
+from sigprop.tasks.measure import inner_product_stats, relative_residual, stable_rank
+from sigprop.tasks.translation import initprobe, methods
+from sigprop.tasks.translation.plan import method_init_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -96,7 +96,7 @@ def figS2_table() -> pd.DataFrame:
     raw = pd.concat([run_point("signal_propagation", FIXED_S2, {"attention": "uniform", "alpha": a},
                                {"n_layers": [2, 8, 32]}, list(range(40))) for a in ("1", "1/sqrt(L)")],
                     ignore_index=True)
-    return aggregation.figS2(raw)
+    return aggregate.figS2(raw)
 
 
 def test_figS2_table_last_layer_theory_and_limits(figS2_table):
@@ -268,7 +268,7 @@ def test_figS1_checks_pass_and_fail():
 
 def test_figS1_aggregation_ratios_relative_to_layer_one(tiny_data):
     raw = _run(tiny_data, ["adam_postln", "rezero"], [3], seeds=2)
-    t = aggregation.figS1(raw)
+    t = aggregate.figS1(raw)
     q = t[(t.metric == "grad_ratio_q") & (t.method == "adam_postln") & (t.side == "encoder")]
     assert q[q.layer == 1]["mean"].iloc[0] == pytest.approx(1.0)
     assert t[(t.method == "rezero") & t.metric.str.startswith("grad_ratio")]["mean"].isna().all()  # 0 / 0

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-from sigprop import theory
-from sigprop.measure import attention_jacobian_sq_norms, equicorrelated_tokens, inner_product_stats
+from sigprop.analysis import theory
 from sigprop.model import ModelConfig, MultiHeadAttention, Stack, init_paper_
+from sigprop.tasks.measure import attention_jacobian_sq_norms, equicorrelated_tokens, inner_product_stats
 
 F64 = torch.float64
 N_SIGMA = 4.0

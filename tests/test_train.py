@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from sigprop import aggregation, checks
-from sigprop.measure import adam_effective_lr, attention_effective_lrs
+from sigprop.analysis import aggregate, checks
 from sigprop.model import ModelConfig
-from sigprop.toy import ReversalModel, reversal_batch, run_toy, step
+from sigprop.tasks.measure import adam_effective_lr, attention_effective_lrs
+from sigprop.tasks.toy_reversal import ReversalModel, reversal_batch, run_toy, step
 from sigprop.train import SeededBatches, TrainConfig, Trainer, schedules
 
 TINY_TOY = {"n_layers": 2, "d_ff": 16, "batch_size": 8, "max_updates": 24, "log_every": 6, "eval_every": 12,
@@ -255,7 +255,7 @@ def test_schedules():
 
 def test_fig05_aggregation_check_and_plot():
     raw = pd.concat([run_toy(TINY_TOY, seed=s) for s in range(2)], ignore_index=True)
-    table = aggregation.fig05(raw)
+    table = aggregate.fig05(raw)
     ratio = table[(table.metric == "eff_lr_ratio") & (table.matrix == "wq/wv")]
     assert len(ratio) == 2 * 5 and (ratio.n_seeds == 2).all()
     q = raw[(raw.metric == "eff_lr_median") & (raw["step"] == 24) & (raw.layer == 1)]

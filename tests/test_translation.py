@@ -23,15 +23,15 @@ from sigprop.data.iwslt.binarize import binarize
 from sigprop.data.iwslt.moses import moses_detokenize
 from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
-from sigprop.translation import methods
-from sigprop.translation.batching import collate, token_batches
-from sigprop.translation.bleu import bleu_summary, detok_sacrebleu, tokenized_bleu
-from sigprop.translation.datastatus import locate
-from sigprop.translation.evaluation import evaluate_run
-from sigprop.translation.job import train
-from sigprop.translation.plan import Run, check_config, run_spec, spec_json, target_runs
-from sigprop.translation.search import DecoderCache, SearchConfig, beam_search, greedy_search
-from sigprop.translation.task import TranslationTask
+from sigprop.tasks.translation import methods
+from sigprop.tasks.translation.batching import collate, token_batches
+from sigprop.tasks.translation.bleu import bleu_summary, detok_sacrebleu, tokenized_bleu
+from sigprop.tasks.translation.datastatus import locate
+from sigprop.tasks.translation.evaluation import evaluate_run
+from sigprop.tasks.translation.job import train
+from sigprop.tasks.translation.plan import Run, check_config, run_spec, spec_json, target_runs
+from sigprop.tasks.translation.search import DecoderCache, SearchConfig, beam_search, greedy_search
+from sigprop.tasks.translation.task import TranslationTask
 
 WORDS = "the cat sat on a mat and dog ran far away".split()
 
@@ -499,8 +499,8 @@ def test_resume_gives_the_same_parameters(copy_data, tmp_path, monkeypatch):
 
 
 def test_evaluation_rereads_the_best_checkpoint_in_float32_without_touching_training(copy_data, tmp_path):
-    from sigprop.translation.evaluation import decode_test, load_best
-    from sigprop.translation.job import fingerprint
+    from sigprop.tasks.translation.evaluation import decode_test, load_best
+    from sigprop.tasks.translation.job import fingerprint
 
     out, spec = tmp_path / "run", job_spec()
     train(spec, copy_data, out)
@@ -625,9 +625,9 @@ def _eval_rows(dataset: str = "iwslt14") -> pd.DataFrame:
 
 
 def test_table1_aggregation_and_checks():
-    from sigprop import aggregation, checks
+    from sigprop.analysis import aggregate, checks
 
-    t = aggregation.table1(_eval_rows())
+    t = aggregate.table1(_eval_rows())
     post = t.set_index("method").loc["sgd_postln"]
     assert post.n_runs == 3 and post.n_diverged == 1 and post["mean"] == pytest.approx(31.05)
     assert list(t.method) == ["sgd_postln", "sgd_resscale", "sgd_temperature"]  # the paper's order
@@ -636,17 +636,17 @@ def test_table1_aggregation_and_checks():
     order = rows[rows.name.str.contains("order")].iloc[0]
     # the diverged SGD POST-LN run counts as BLEU 0 in the claim's Welch test: 3 runs this spread show no order
     assert "20.70" in order["name"] and not order["pass"]
-    mini = checks.run_checks({"table1": aggregation.table1(_eval_rows("iwslt14-mini"))})
+    mini = checks.run_checks({"table1": aggregate.table1(_eval_rows("iwslt14-mini"))})
     assert not mini.applicable.any() and "not applicable" in checks.summary(mini)
 
 
 def test_translation_figures_draw_diverged_runs(tmp_path):
-    from sigprop import aggregation
+    from sigprop.analysis import aggregate
     from sigprop.plotting import fig01, fig06, fig14
     from sigprop.plotting.style import Style, save
 
     style = Style()
-    save(fig06.plot({"fig06": aggregation.fig06(_eval_rows())}, style), tmp_path / "f6.pdf", 50)
+    save(fig06.plot({"fig06": aggregate.fig06(_eval_rows())}, style), tmp_path / "f6.pdf", 50)
     log = []
     for method in ("adam_postln", "adam_postln_scaled"):
         for layers in (2, 4):
@@ -670,6 +670,6 @@ def test_translation_figures_draw_diverged_runs(tmp_path):
                                 }
                             )
     log = pd.DataFrame(log)
-    save(fig01.plot({"fig01": aggregation.fig01(log)}, style), tmp_path / "f1.pdf", 50)
-    save(fig14.plot({"fig14": aggregation.fig14(log[log.method == "adam_postln"])}, style), tmp_path / "f14.pdf", 50)
+    save(fig01.plot({"fig01": aggregate.fig01(log)}, style), tmp_path / "f1.pdf", 50)
+    save(fig14.plot({"fig14": aggregate.fig14(log[log.method == "adam_postln"])}, style), tmp_path / "f14.pdf", 50)
     assert (tmp_path / "f1.png").exists() and (tmp_path / "f6.png").exists() and (tmp_path / "f14.png").exists()

@@ -22,10 +22,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from sigprop.analysis.registry import FIGURES
 from sigprop.config import ConfigError, validate_config
-from sigprop.experiments import run_point
-from sigprop.figures import FIGURES
 from sigprop.io import atomic_path, read_meta, write_table
+from sigprop.tasks.init_time import run_point
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"

@@ -22,7 +22,7 @@ from sigprop.io import UnreadableTable, config_hash, provenance, read_table, wri
 def simulate(args: argparse.Namespace) -> None:
     """Run one seed-level job and write its raw tidy table."""
     from sigprop.codehash import code_hash
-    from sigprop.experiments import run_point
+    from sigprop.tasks.init_time import run_point
 
     spec = json.loads(args.spec)
     start = time.perf_counter()
@@ -45,7 +45,7 @@ def train_toy(args: argparse.Namespace) -> None:
     import shutil
 
     from sigprop.codehash import code_hash
-    from sigprop.toy import run_toy
+    from sigprop.tasks.toy_reversal import run_toy
 
     # INFO to the rule's log: "resumed from <checkpoint> at update N" after a killed job (sigprop.train.loop)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -63,8 +63,8 @@ def train_toy(args: argparse.Namespace) -> None:
 
 def aggregate(args: argparse.Namespace) -> None:
     """Aggregate a figure's raw tables (or, for theory-only figures, its grid) into one table."""
-    from sigprop import aggregation
-    from sigprop.figures import figure_spec
+    from sigprop.analysis import aggregate
+    from sigprop.analysis.registry import figure_spec
     from sigprop.io import read_tables
 
     key = Path(args.out).stem
@@ -75,13 +75,13 @@ def aggregate(args: argparse.Namespace) -> None:
         source = pd.DataFrame(iter_points(json.loads(args.grid)))
     else:
         source = read_tables(args.raw)
-    table = aggregation.AGGREGATORS[key](source)
+    table = aggregate.AGGREGATORS[key](source)
     write_table(table, args.out, provenance(figure=key, inputs=len(args.raw)))
 
 
 def plot(args: argparse.Namespace) -> None:
     """Draw one figure from aggregated tables; write PDF and PNG."""
-    from sigprop.figures import figure_spec
+    from sigprop.analysis.registry import figure_spec
     from sigprop.plotting.style import Style, save
 
     key = Path(args.tables[0]).stem
@@ -94,7 +94,7 @@ def plot(args: argparse.Namespace) -> None:
 
 def run_checks(args: argparse.Namespace) -> None:
     """Compute results/checks.csv from aggregated tables and print the one-line summary."""
-    from sigprop import checks
+    from sigprop.analysis import checks
     from sigprop.io import atomic_path
 
     tables = {Path(p).stem: read_table(p) for p in args.tables}

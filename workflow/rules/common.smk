@@ -12,7 +12,7 @@ from sigprop.config import (
     load_schema,
     validate_config,
 )
-from sigprop.figures import EXPERIMENT_KINDS, FIGURES, TRAINING_EXPERIMENTS, figure_spec
+from sigprop.analysis.registry import EXPERIMENT_KINDS, FIGURES, TRAINING_EXPERIMENTS, figure_spec
 
 # Jobs run the code in this checkout's src/ (the files the rules declare as inputs).
 SRC_ABS = Path.cwd() / "src"
@@ -109,7 +109,7 @@ def print_checks_summary():
     """The one-line summary of results/checks.csv, at the end of a run."""
     import pandas as pd
 
-    from sigprop.checks import summary
+    from sigprop.analysis.checks import summary
 
     if Path("results/checks.csv").exists():
         print(summary(pd.read_csv("results/checks.csv")))

@@ -22,7 +22,7 @@ checkpoint iwslt_status:
         cache_dir=DATA.get("cache_dir", "data/cache/iwslt14"),
         timeout=DATA.get("timeout_s", 60),
     shell:
-        "python -m sigprop.translation status --dataset {wildcards.dataset} --out {output}"
+        "python -m sigprop.tasks.translation status --dataset {wildcards.dataset} --out {output}"
         " --local-dir={params.local_dir:q} --url={params.url:q} --sha256={params.sha256:q}"
         " --cache-dir={params.cache_dir:q} --timeout={params.timeout} > {log} 2>&1"
 
@@ -49,7 +49,7 @@ rule prepare_iwslt:
         runtime=60,
         mem_mb=4000,
     shell:
-        "python -m sigprop.translation prepare --status {input.status} --out results/data/{wildcards.dataset}"
+        "python -m sigprop.tasks.translation prepare --status {input.status} --out results/data/{wildcards.dataset}"
         " > {log} 2>&1"
 
 

@@ -1,5 +1,5 @@
 # Fig S1 (supplementary): Table 1's translation models at initialisation on IWSLT'14 batches
-# (sigprop.translation.initprobe, docs/supplementary.md). One job per grid point of
+# (sigprop.tasks.translation.initprobe, docs/supplementary.md). One job per grid point of
 # experiments.method_init; like the translation figures, Fig S1 joins `all` only when the data of its
 # dataset is there (data.smk checkpoint). Figs S2 and S3 are ordinary simulate jobs.
 # (its input functions and config check: targets.smk)
@@ -31,7 +31,7 @@ rule simulate_method_init:
         name=config["name"],
         data=lambda wc: f"results/data/{method_init_dataset()}",
     shell:
-        "OMP_NUM_THREADS={threads} python -m sigprop.translation.initprobe --spec {params.spec:q}"
+        "OMP_NUM_THREADS={threads} python -m sigprop.tasks.translation.initprobe --spec {params.spec:q}"
         " --data {params.data} --config-name {params.name} --out {output} > {log} 2>&1"
 
 

@@ -49,7 +49,7 @@ def table1_closure():
 
 
 # ---- Fig S1 (supplementary.smk): IWSLT batches without training ----
-from sigprop.translation.plan import METHOD_INIT, method_init_spec
+from sigprop.tasks.translation.plan import METHOD_INIT, method_init_spec
 
 # a method or translation section that is missing stops the workflow before any job runs
 try:

@@ -1,6 +1,6 @@
-# Fig 5: the toy sequence-reversal training (sigprop.toy), one job per seed -> one raw tidy table.
+# Fig 5: the toy sequence-reversal training (sigprop.tasks.toy_reversal), one job per seed -> one raw tidy table.
 # A killed job resumes from results/checkpoints/toy_reversal/seed~<s>/last.pt (removed after success) if
-# its parameters and code are unchanged (sigprop.toy.fingerprint), else it trains from update 0.
+# its parameters and code are unchanged (sigprop.tasks.toy_reversal.fingerprint), else it trains from update 0.
 
 
 rule train_toy:

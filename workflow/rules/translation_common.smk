@@ -3,8 +3,8 @@
 import os
 
 from sigprop.data.iwslt.corpus import ENV_VAR
-from sigprop.translation.datastatus import read_status
-from sigprop.translation.plan import (
+from sigprop.tasks.translation.datastatus import read_status
+from sigprop.tasks.translation.plan import (
     Run,
     check_config,
     requested_targets,
@@ -86,8 +86,8 @@ def evaluation_spec(wildcards):
 
 
 def translation_checks(wildcards):
-    """The aggregated tables of the requested translation figures and Table 1 for the checks (sigprop.checks,
-    sigprop.translation.claims), when the data is there to build them."""
+    """The aggregated tables of the requested translation figures and Table 1 for the checks (sigprop.analysis.checks,
+    sigprop.analysis.claims), when the data is there to build them."""
     if not TR_TARGETS or not data_status(DATASET)["available"]:
         return []
     return [f"results/aggregated/{t}.parquet" for t in TR_TARGETS]

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sigprop.aggregation import loglog_slope
+from sigprop.analysis.aggregate import loglog_slope
 from sigprop.plotting.style import THEORY, Style, band
 
 FIT_FROM = 1024

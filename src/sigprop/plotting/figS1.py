@@ -7,7 +7,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import NullFormatter
 
-from sigprop.paper_values import PAPER_TABLE1
+from sigprop.analysis.paper_values import PAPER_TABLE1
 from sigprop.plotting.style import Style, band
 
 #: legend order: Table 1's

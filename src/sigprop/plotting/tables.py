@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 
-from sigprop import aggregation
+from sigprop.analysis import aggregate
 from sigprop.io import atomic_path, provenance, read_tables, write_table
 
 #: the paper's Table 2, keyed like :func:`table2_rows`
@@ -199,7 +199,7 @@ def write_table1(
 ) -> pd.DataFrame:
     """Aggregate the runs' eval tables into Table 1 and write parquet, csv, tex and png."""
     raw = read_tables(list(evals))
-    t = aggregation.table1(raw)
+    t = aggregate.table1(raw)
     write_table(t, aggregated, provenance(figure="table1", inputs=len(evals)))
     out = Path(out_dir)
     dataset = ", ".join(sorted(set(t.dataset)))

@@ -15,7 +15,7 @@ Files in the run directory (``results/raw/translation/<dataset>/<method>/layers~
   (after a code or config change) trains from update 0.
 
 The test-set evaluation (beam search, BLEU: ``eval.parquet``, ``eval.json``, ``hypotheses.txt``) is
-:mod:`sigprop.translation.evaluation`, a rule of its own: this module imports neither it nor the search or
+:mod:`sigprop.tasks.translation.evaluation`, a rule of its own: this module imports neither it nor the search or
 BLEU code, so editing those reruns evaluation, not training (and does not change :func:`fingerprint`).
 """
 
@@ -35,12 +35,12 @@ import torch
 
 from sigprop.codehash import code_hash
 from sigprop.io import atomic_path, config_hash, provenance, write_table
+from sigprop.tasks.translation.task import TranslationTask
 from sigprop.train import TrainConfig, Trainer, pick_device
-from sigprop.translation.task import TranslationTask
 
-log = logging.getLogger("sigprop.translation")
+log = logging.getLogger("sigprop.tasks.translation")
 
-#: the training summary (read by the evaluation rule, :mod:`sigprop.translation.evaluation`)
+#: the training summary (read by the evaluation rule, :mod:`sigprop.tasks.translation.evaluation`)
 TRAIN_SUMMARY = "train.json"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from sigprop.figures import FIGURES, FigureSpec
+from sigprop.analysis.registry import FIGURES, FigureSpec
 from sigprop.io import read_meta
 
 

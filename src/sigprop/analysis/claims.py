@@ -11,9 +11,9 @@ Each check's name ends with the dataset and the scale that produced it (blocks, 
 sentences). On the paper's data (``iwslt14``) the checks are required; on any other dataset (the
 ``iwslt14-mini`` stand-in) they are findings: computed and shown, pass or fail, with ``applicable = False``,
 so they do not count as failures of the run. Table 1's BLEU-against-the-paper checks stay in
-:func:`sigprop.checks.table1` (full data only).
+:func:`sigprop.analysis.checks.table1` (full data only).
 
-The tests are those of :mod:`sigprop.checks`: one-sided tests at level ALPHA that pass only on evidence for
+The tests are those of :mod:`sigprop.analysis.checks`: one-sided tests at level ALPHA that pass only on evidence for
 the claim, an ordering being an intersection-union test (every adjacent pair at ALPHA: the largest p is
 reported). Runs are the replicates: Welch's t-test between methods (independent runs), paired t-tests over
 seeds between depths or between the scaled and unscaled model of the same seed (Fig 1: the same seed draws
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sigprop.aggregation import ALPHA, paired_pvalue, t_pvalue
-from sigprop.checkrow import Check
-from sigprop.checkrow import format_p as _p
+from sigprop.analysis.aggregate import ALPHA, paired_pvalue, t_pvalue
+from sigprop.analysis.checkrow import Check
+from sigprop.analysis.checkrow import format_p as _p
 
 #: the paper's training data: only there are the claims required
 FULL_DATASET = "iwslt14"
@@ -64,7 +64,7 @@ def _welch_pvalue(x: np.ndarray, y: np.ndarray, alternative: str, shift: float =
     """Welch's t-test p-value of H1: mean(x) - mean(y) ``alternative`` (greater, less) ``shift``.
 
     Two constant samples give p = 0 where the difference lies strictly on the side of H1, else 1 (as
-    :func:`sigprop.aggregation.t_pvalue`); fewer than two values in either sample give NaN.
+    :func:`sigprop.analysis.aggregate.t_pvalue`); fewer than two values in either sample give NaN.
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float) + shift

@@ -1,6 +1,6 @@
 """Evaluation of one training run (rule ``evaluate_translation``): beam search from its best checkpoint, BLEU.
 
-The training job (:mod:`sigprop.translation.job`) writes ``checkpoint_best.pt`` (the best validation
+The training job (:mod:`sigprop.tasks.translation.job`) writes ``checkpoint_best.pt`` (the best validation
 checkpoint) and ``train.json`` (its training summary); this module reads them and writes, in the same
 run directory:
 
@@ -34,15 +34,15 @@ from sigprop.data.iwslt.bpe import detok_bpe
 from sigprop.data.iwslt.textio import read_lines
 from sigprop.io import atomic_path, provenance, write_table
 from sigprop.model import EncoderDecoder
+from sigprop.tasks.translation import methods
+from sigprop.tasks.translation.batching import make_batch
+from sigprop.tasks.translation.bleu import bleu_summary
+from sigprop.tasks.translation.search import SearchConfig, translate
 from sigprop.train import pick_device
-from sigprop.translation import methods
-from sigprop.translation.batching import make_batch
-from sigprop.translation.bleu import bleu_summary
-from sigprop.translation.search import SearchConfig, translate
 
-log = logging.getLogger("sigprop.translation")
+log = logging.getLogger("sigprop.tasks.translation")
 
-#: the training job's summary, read here (written by :func:`sigprop.translation.job.train_and_evaluate`)
+#: the training job's summary, read here (written by :func:`sigprop.tasks.translation.job.train_and_evaluate`)
 TRAIN_SUMMARY = "train.json"
 
 

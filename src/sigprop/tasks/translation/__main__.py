@@ -1,4 +1,4 @@
-"""``python -m sigprop.translation {status,prepare,train,evaluate,table1,table2}`` (used by the workflow rules)."""
+"""``python -m sigprop.tasks.translation {status,prepare,train,evaluate,table1,table2}`` (workflow rules)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from sigprop.data.iwslt.corpus import DATASETS
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point."""
-    ap = argparse.ArgumentParser(prog="python -m sigprop.translation", description=__doc__)
+    ap = argparse.ArgumentParser(prog="python -m sigprop.tasks.translation", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("status", help="locate the raw data of a dataset, write a status JSON (never fails)")
     p.add_argument("--dataset", choices=DATASETS, required=True)
@@ -27,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--status", required=True)
     p.add_argument("--out", required=True)
     p = sub.add_parser("train", help="one training run (log, best checkpoint, training summary)")
-    p.add_argument("--spec", required=True, help="JSON run spec (sigprop.translation.plan.run_spec)")
+    p.add_argument("--spec", required=True, help="JSON run spec (sigprop.tasks.translation.plan.run_spec)")
     p.add_argument("--data", required=True, help="binarised dataset directory")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--progress", action="store_true", help="tqdm bar even when stderr is not a terminal")
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
 # subcommand imports (sigprop.codehash reads these imports).
 def status(args: argparse.Namespace) -> int:
     """Locate the raw data of a dataset; write the status JSON (never fails)."""
-    from sigprop.translation.datastatus import write_status
+    from sigprop.tasks.translation.datastatus import write_status
 
     out = write_status(
         args.out,
@@ -71,7 +71,7 @@ def status(args: argparse.Namespace) -> int:
 def prepare(args: argparse.Namespace) -> int:
     """Preprocess the located raw data as fairseq does."""
     from sigprop.data.iwslt import preprocess
-    from sigprop.translation.datastatus import read_status
+    from sigprop.tasks.translation.datastatus import read_status
 
     located = read_status(args.status)
     if not located["available"]:
@@ -86,7 +86,7 @@ def train(args: argparse.Namespace) -> int:
     """One training run (no evaluation: that is the ``evaluate`` subcommand, a rule of its own)."""
     import torch
 
-    from sigprop.translation.job import train as train_run
+    from sigprop.tasks.translation.job import train as train_run
 
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
@@ -99,7 +99,7 @@ def evaluate(args: argparse.Namespace) -> int:
     """Beam search and BLEU of a trained run's best checkpoint (float32)."""
     import torch
 
-    from sigprop.translation.evaluation import evaluate_run
+    from sigprop.tasks.translation.evaluation import evaluate_run
 
     if "OMP_NUM_THREADS" in os.environ:
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

@@ -17,7 +17,9 @@ import torch
 import torch.nn.functional as F
 
 from sigprop.grid import iter_inner
-from sigprop.measure import (
+from sigprop.model import Encoder, Stack, attention_weights, block_config
+from sigprop.params import input_std
+from sigprop.tasks.measure import (
     attention_concentration,
     attention_jacobian_sq_norms,
     equicorrelated_tokens,
@@ -27,8 +29,6 @@ from sigprop.measure import (
     stable_rank,
     token_cosine,
 )
-from sigprop.model import Encoder, Stack, attention_weights, block_config
-from sigprop.params import input_std
 
 Params = Mapping[str, Any]
 DTYPES = {"float32": torch.float32, "float64": torch.float64}

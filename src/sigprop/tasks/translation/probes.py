@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from sigprop.measure import grad_norms, masked_token_stats
 from sigprop.model import EncoderDecoder
+from sigprop.tasks.measure import grad_norms, masked_token_stats
 
 #: the self-attention matrices whose gradient norms are logged
 NAMES = ("wq", "wk", "wv")

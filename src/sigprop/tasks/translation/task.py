@@ -4,7 +4,7 @@
 fairseq-style token batches, label-smoothed cross-entropy, validation loss and the per-layer probes.
 The optimisation loop itself (checkpoints, resume, divergence, logging cadence, best checkpoint) is
 :mod:`sigprop.train.loop`'s; the test-set evaluation (beam search, BLEU) is
-:mod:`sigprop.translation.evaluation`, a rule of its own (nothing here imports it).
+:mod:`sigprop.tasks.translation.evaluation`, a rule of its own (nothing here imports it).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from torch import Tensor
 
 from sigprop.data.iwslt.binarize import Dictionary, load_split
 from sigprop.model import EncoderDecoder
+from sigprop.tasks.translation import methods, probes
+from sigprop.tasks.translation.batching import make_batch, token_batches
 from sigprop.train import to_device
 from sigprop.train.schedules import Schedule
-from sigprop.translation import methods, probes
-from sigprop.translation.batching import make_batch, token_batches
 
 
 def translation_step(
@@ -82,7 +82,7 @@ class EpochBatches:
 
 
 class TranslationTask:
-    """One run's data and task logic (``spec``: see :func:`sigprop.translation.plan.run_spec`)."""
+    """One run's data and task logic (``spec``: see :func:`sigprop.tasks.translation.plan.run_spec`)."""
 
     def __init__(self, spec: Mapping[str, Any], data_dir: str | Path, device: torch.device | str = "cpu") -> None:
         self.spec = spec

@@ -25,7 +25,7 @@ class FigureSpec:
 
     @property
     def checked(self) -> bool:
-        """Whether the checks (README "Checks", :mod:`sigprop.checks`) cover this figure."""
+        """Whether the checks (README "Checks", :mod:`sigprop.analysis.checks`) cover this figure."""
         return self.stem[:5] in CHECKED
 
 
@@ -219,7 +219,7 @@ FIGURES: dict[str, FigureSpec] = {
 CHECKED = frozenset({"fig03", "fig04", "fig05", "fig07", "fig08", "fig09", "figS4", "fig10", "fig11", "table1",
                      "figS1", "figS2", "figS3", "fig01", "fig06", "fig14"})
 
-# experiment name in the config -> experiment kind in sigprop.experiments.KINDS
+# experiment name in the config -> experiment kind in sigprop.tasks.init_time.KINDS
 EXPERIMENT_KINDS: dict[str, str] = {
     "encoder_init": "encoder_init",
     "signal_propagation": "signal_propagation",
@@ -228,7 +228,7 @@ EXPERIMENT_KINDS: dict[str, str] = {
     "jacobian_sweeps": "attention_jacobians",
     "jacobian_grid": "attention_jacobians",
     "depth_limit": "signal_propagation",  # Fig S2
-    "method_init": "method_init",  # Fig S1: IWSLT batches, rule simulate_method_init (sigprop.translation.initprobe)
+    "method_init": "method_init",  # Fig S1: IWSLT batches, rule simulate_method_init (tasks.translation.initprobe)
 }
 
 # experiments trained by a rule of their own, one raw table per seed: results/raw/<name>/seed~<s>.parquet

@@ -37,8 +37,8 @@ from torch import Tensor, nn
 
 from sigprop.codehash import code_hash
 from sigprop.io import config_hash
-from sigprop.measure import attention_effective_lrs, grad_norms
 from sigprop.model import Encoder, ModelConfig, block_config
+from sigprop.tasks.measure import attention_effective_lrs, grad_norms
 from sigprop.train import LogContext, SeededBatches, TrainConfig, Trainer, schedules
 
 Params = Mapping[str, Any]

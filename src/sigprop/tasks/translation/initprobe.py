@@ -3,7 +3,7 @@
 One job = one method (its norm placement, residual scales, initialisation and tau) at one depth X
 (X encoder and X decoder blocks) and a list of seeds. Seed ``s`` draws the weights (as a training run
 of that seed would) and picks the training batch: the first batch of epoch 0 of the seed's shuffled
-``max_tokens`` batches (:func:`sigprop.translation.batching.token_batches`), so every method and depth
+``max_tokens`` batches (:func:`sigprop.tasks.translation.batching.token_batches`), so every method and depth
 sees the same sentences for the same seed (paired comparisons). The model is in eval mode (no
 dropout) and the label-smoothed cross-entropy per target token, the loss training starts from, is
 back-propagated once. Rows (tidy; ``side`` = encoder or decoder):
@@ -30,8 +30,8 @@ import torch
 
 from sigprop.data.iwslt.binarize import Dictionary, load_split
 from sigprop.grid import iter_inner
-from sigprop.translation import methods, probes
-from sigprop.translation.batching import make_batch, token_batches
+from sigprop.tasks.translation import methods, probes
+from sigprop.tasks.translation.batching import make_batch, token_batches
 
 TAU_AT = ("final", "init")
 
@@ -77,7 +77,9 @@ def attention_only_grads(model: torch.nn.Module) -> None:
 
 
 def run(spec: Mapping[str, Any], data_dir: str | Path) -> pd.DataFrame:
-    """One job: every inner point of ``spec`` for every seed (spec: :func:`sigprop.translation.plan.method_init_spec`).
+    """One job: every inner point of ``spec`` for every seed.
+
+    ``spec``: :func:`sigprop.tasks.translation.plan.method_init_spec`.
 
     One model per point, re-drawn for each seed with ``reset_parameters(Generator(seed))``: the same
     weights as a fresh model built with that generator (a training run of that seed starts from them).
@@ -105,15 +107,15 @@ def run(spec: Mapping[str, Any], data_dir: str | Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m sigprop.translation.initprobe --spec JSON --data DIR --out FILE`` (rule simulate_method_init)."""
+    """``python -m sigprop.tasks.translation.initprobe --spec JSON --data DIR --out FILE`` (simulate_method_init)."""
     import argparse
     import os
     import time
 
     from sigprop.io import config_hash, provenance, write_table
 
-    ap = argparse.ArgumentParser(prog="python -m sigprop.translation.initprobe", description=main.__doc__)
-    ap.add_argument("--spec", required=True, help="JSON job spec (sigprop.translation.plan.method_init_spec)")
+    ap = argparse.ArgumentParser(prog="python -m sigprop.tasks.translation.initprobe", description=main.__doc__)
+    ap.add_argument("--spec", required=True, help="JSON job spec (sigprop.tasks.translation.plan.method_init_spec)")
     ap.add_argument("--data", required=True, help="binarised dataset directory (results/data/<dataset>)")
     ap.add_argument("--config-name", default="unnamed")
     ap.add_argument("--out", required=True)

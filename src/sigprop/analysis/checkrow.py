@@ -1,5 +1,5 @@
-"""One row of ``results/checks.csv`` and how a p-value is written in it (shared by :mod:`sigprop.checks` and
-:mod:`sigprop.translation.claims`)."""
+"""One row of ``results/checks.csv`` and how a p-value is written in it (shared by :mod:`sigprop.analysis.checks` and
+:mod:`sigprop.analysis.claims`)."""
 
 from __future__ import annotations
 

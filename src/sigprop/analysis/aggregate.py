@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sigprop import theory
-from sigprop.paper_values import PAPER_TABLE1
+from sigprop.analysis import theory
+from sigprop.analysis.paper_values import PAPER_TABLE1
 from sigprop.params import resolve_alpha
 
 LEVEL = 0.95
@@ -38,7 +38,7 @@ def summarise(df: pd.DataFrame, by: Sequence[str], value: str = "value", keep_se
     """Group ``df`` by ``by`` and return mean, ci_low, ci_high and n_seeds of ``value``.
 
     ``keep_seeds``: also the seed-level values (list columns ``seeds`` and ``seed_values``, by seed), which
-    the statistical tests of :mod:`sigprop.checks` need.
+    the statistical tests of :mod:`sigprop.analysis.checks` need.
     """
     out = []
     for key, grp in df.groupby(list(by), sort=True):
@@ -52,7 +52,7 @@ def summarise(df: pd.DataFrame, by: Sequence[str], value: str = "value", keep_se
     return pd.DataFrame(out, columns=cols)
 
 
-# ---- the statistical tests behind the checks (sigprop.checks): seed-level values in, p-values/intervals out ----
+# ---- the statistical tests behind the checks (analysis.checks): seed-level values in, p-values/intervals out ----
 #
 # Why these tests (README "Checks"): every check is a test at level ALPHA over seeds, with the seeds as the
 # independent replicates. Student's t (scipy.stats.ttest_1samp / ttest_rel) is used for means because it is
@@ -327,7 +327,7 @@ def fig13(grid: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-# ---- Fig 5: Adam's effective learning rates on the toy sequence-reversal task (sigprop.toy) ----
+# ---- Fig 5: Adam's effective learning rates on the toy sequence-reversal task (sigprop.tasks.toy_reversal) ----
 
 EFF_LR_RATIOS = (("wq", "wv"), ("wk", "wv"))
 
@@ -374,7 +374,7 @@ def fig01(raw: pd.DataFrame) -> pd.DataFrame:
     """Token cosine (encoder, every layer) against the update step, mean and 95% CI over seeds.
 
     ``layer == layers`` is the encoder output. Steps after a run diverged are missing from that run. The
-    seed-level values are kept (``seeds``, ``seed_values``) for the claims' tests (:mod:`sigprop.translation.claims`).
+    seed-level values are kept (``seeds``, ``seed_values``) for the claims' tests (:mod:`sigprop.analysis.claims`).
     """
     cos = raw[(raw.metric == "cosine") & (raw.side == "encoder")]
     table = summarise(cos, [*RUN_KEYS, "step", "layer"], keep_seeds=True)
@@ -474,8 +474,8 @@ def figS2(raw: pd.DataFrame) -> pd.DataFrame:
     seed-level deviations ``seed_dev`` as :func:`correlation_table`), the L -> infinity limit (``limit``) and
     the seed-level values (``seed_values``).
 
-    alpha = 1/sqrt(L) is alpha^2 = a/L with a = 1: limits :func:`sigprop.theory.correlation_limit` and
-    :func:`sigprop.theory.sq_norm_limit` (from the mean input statistics); constant alpha: rho -> 1, the norm
+    alpha = 1/sqrt(L) is alpha^2 = a/L with a = 1: limits :func:`sigprop.analysis.theory.correlation_limit` and
+    :func:`sigprop.analysis.theory.sq_norm_limit` (from the mean input statistics); constant alpha: rho -> 1, the norm
     diverges (``limit`` = inf).
     """
     table = correlation_table(raw[raw.metric.isin(["offdiag", "sq_norm"])], ["attention", "alpha"])
@@ -506,7 +506,7 @@ def figS2(raw: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"n_layers": "depth"}).drop(columns="layer").reset_index(drop=True)
 
 
-#: the rank measures of Fig S3, beside the cosine (sigprop.measure.relative_residual, stable_rank)
+#: the rank measures of Fig S3, beside the cosine (sigprop.tasks.measure.relative_residual, stable_rank)
 RANK_METRICS = ("cosine", "rel_residual", "stable_rank")
 
 
@@ -517,7 +517,7 @@ def figS3(raw: pd.DataFrame) -> pd.DataFrame:
     missing = [m for m in RANK_METRICS if m not in set(raw.metric)]
     if missing:
         raise ValueError(f"figS3: the encoder_init raw tables have no {missing[0]!r} rows; rerun the encoder_init "
-                         "jobs with this code (sigprop.experiments.encoder_init writes them)")
+                         "jobs with this code (sigprop.tasks.init_time.encoder_init writes them)")
     raw = _figure_convention(raw)
     if "activation" in raw:
         raw = raw[(raw.activation == "relu") & (raw.attention == "softmax")]

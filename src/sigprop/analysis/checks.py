@@ -8,7 +8,8 @@ from dataclasses import asdict
 import numpy as np
 import pandas as pd
 
-from sigprop.aggregation import (
+from sigprop.analysis import claims
+from sigprop.analysis.aggregate import (
     ALPHA,
     bonferroni_level,
     bootstrap_ci,
@@ -18,13 +19,12 @@ from sigprop.aggregation import (
     t_pvalue,
     tost_relative,
 )
-from sigprop.checkrow import Check
-from sigprop.checkrow import format_p as _p
-from sigprop.figures import CHECKED
+from sigprop.analysis.checkrow import Check
+from sigprop.analysis.checkrow import format_p as _p
+from sigprop.analysis.registry import CHECKED
 from sigprop.params import resolve_alpha
-from sigprop.translation import claims
 
-# Every check is a statistical test at level ALPHA over the seeds (see sigprop.aggregation for the tests and
+# Every check is a statistical test at level ALPHA over the seeds (see sigprop.analysis.aggregate for the tests and
 # README "Checks" for why each was chosen). Two kinds:
 #  * "theory holds" (the null hypothesis is the paper's formula): the check fails only on evidence against
 #    the theory, i.e. when the theory leaves a simultaneous (Bonferroni) confidence band over all the points
@@ -257,7 +257,7 @@ def figS4(t: pd.DataFrame) -> list[Check]:
 def table1(t: pd.DataFrame) -> list[Check]:
     """Full IWSLT'14 only: each BLEU within 1.0 of the paper. On another dataset (the iwslt14-mini stand-in) the
     same rows are reported, marked not applicable. The paper's claims on Table 1 (SGD temperature > SGD res-scale
-    > SGD POST-LN; SGD temperature within 1 BLEU of Adam POST-LN) are :func:`sigprop.translation.claims.table1`,
+    > SGD POST-LN; SGD temperature within 1 BLEU of Adam POST-LN) are :func:`sigprop.analysis.claims.table1`,
     computed at every scale.
     """
     dataset = str(t.dataset.iloc[0])
@@ -272,7 +272,7 @@ def table1(t: pd.DataFrame) -> list[Check]:
 
 
 def _translation_claims(figure: str) -> Callable[[pd.DataFrame], list[Check]]:
-    """The paper's translation claims of one figure (:mod:`sigprop.translation.claims`)."""
+    """The paper's translation claims of one figure (:mod:`sigprop.analysis.claims`)."""
 
     def run(t: pd.DataFrame) -> list[Check]:
         return getattr(claims, figure)(t)
@@ -539,7 +539,7 @@ CHECKS: dict[str, Callable[[pd.DataFrame], list[Check]]] = {
 }
 
 
-assert set(CHECKS) == set(CHECKED), "keep sigprop.figures.CHECKED in step with CHECKS"
+assert set(CHECKS) == set(CHECKED), "keep sigprop.analysis.registry.CHECKED in step with CHECKS"
 
 
 def run_checks(tables: dict[str, pd.DataFrame]) -> pd.DataFrame:
