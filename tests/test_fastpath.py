@@ -68,7 +68,7 @@ def assert_close_grads(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -
 def test_fast_step_equals_plain_step_losses_and_gradients(norm, tau, dropout, monkeypatch):
     # the fast path's dropout draws other (equally distributed) masks, tested on its own below; here
     # it is F.dropout, so that with the same seed both paths drop the same elements
-    monkeypatch.setattr(sp_model, "dropout", torch.nn.functional.dropout)
+    monkeypatch.setattr(sp_model.functional, "dropout", torch.nn.functional.dropout)
     plain, fast = model_pair(norm, tau, dropout, alpha1=0.5, alpha2=0.7)
     b = batch()
     out = {}
@@ -112,7 +112,7 @@ def test_fast_dropout_keeps_1_minus_p_and_is_unbiased(p):
 
 @pytest.mark.parametrize("method", ["rezero", "tfixup"])
 def test_fast_step_equals_plain_step_for_rezero_and_tfixup(method, monkeypatch):
-    monkeypatch.setattr(sp_model, "dropout", torch.nn.functional.dropout)
+    monkeypatch.setattr(sp_model.functional, "dropout", torch.nn.functional.dropout)
     if method == "rezero":  # alpha = 0, trainable, one scalar per block, no LN (the config's rezero method)
         plain, fast = model_pair("none", dropout=0.1, alpha1=0.0, alpha2=0.0, trainable_alpha=True, shared_alpha=True)
         for m in (plain, fast):  # away from 0, so that every weight gets a gradient

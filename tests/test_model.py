@@ -10,7 +10,15 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.functional import jacobian
 
-from sigprop.model import ModelConfig, Stack, attention_weights, block_config, resolve_alpha
+from sigprop.model import (
+    KVCache,
+    ModelConfig,
+    MultiHeadAttention,
+    Stack,
+    attention_weights,
+    block_config,
+    resolve_alpha,
+)
 
 F64 = torch.float64
 
@@ -260,3 +268,34 @@ def test_same_generator_seed_same_weights():
     b.reset_parameters(torch.Generator().manual_seed(42))
     with torch.no_grad():
         assert torch.equal(a(x)[0], b(x)[0])
+
+
+# ---------------------------------------------------------------- key/value cache
+
+
+def test_kv_cache_self_attention_in_steps_equals_causal_attention_and_cross_keys_are_computed_once():
+    cfg = ModelConfig(d_model=16, n_heads=2, n_layers=1, tau=1.5, bias=True)
+    attn = MultiHeadAttention(cfg).to(F64)
+    g = torch.Generator().manual_seed(0)
+    x, memory = torch.randn(3, 6, 16, generator=g, dtype=F64), torch.randn(3, 4, 16, generator=g, dtype=F64)
+    pad = torch.tensor([[False] * 4, [False, False, True, True], [False] * 3 + [True]])
+    cache = KVCache()
+    steps = torch.cat([attn(x[:, t : t + 1], causal=True, cache=cache) for t in range(6)], dim=1)
+    torch.testing.assert_close(steps, attn(x, causal=True), rtol=1e-12, atol=1e-12)
+    assert len(cache) == 6 and cache.k.shape == (3, 2, 6, 8)
+    cross = KVCache()
+    first = attn(x[:, :2], memory, pad, cache=cross)
+    torch.testing.assert_close(first, attn(x[:, :2], memory, pad), rtol=1e-12, atol=1e-12)
+    # later calls read the memory's keys and values from the cache, not from the memory passed
+    later = attn(x[:, 2:], torch.zeros_like(memory), pad, cache=cross)
+    torch.testing.assert_close(later, attn(x[:, 2:], memory, pad), rtol=1e-12, atol=1e-12)
+    assert not torch.allclose(later, attn(x[:, 2:], torch.zeros_like(memory), pad))
+    rows = torch.tensor([2, 0])
+    cross.reorder(rows)  # beam search's reordering: the memory rows follow
+    torch.testing.assert_close(attn(x[rows, 2:], memory[rows], pad[rows], cache=cross),
+                               attn(x[rows, 2:], memory[rows], pad[rows]), rtol=1e-12, atol=1e-12)
+
+def test_kv_cache_with_uniform_attention_says_it_needs_softmax():
+    attn = MultiHeadAttention(ModelConfig(d_model=8, n_heads=2, n_layers=1, attention="uniform"))
+    with pytest.raises(ValueError, match="softmax"):
+        attn(torch.randn(1, 2, 8), cache=KVCache())

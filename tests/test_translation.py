@@ -30,7 +30,7 @@ from sigprop.tasks.translation.datastatus import locate
 from sigprop.tasks.translation.evaluation import evaluate_run
 from sigprop.tasks.translation.job import train
 from sigprop.tasks.translation.plan import Run, check_config, run_spec, spec_json, target_runs
-from sigprop.tasks.translation.search import DecoderCache, SearchConfig, beam_search, greedy_search
+from sigprop.tasks.translation.search import Decoding, SearchConfig, beam_search, greedy_search
 from sigprop.tasks.translation.task import TranslationTask
 
 WORDS = "the cat sat on a mat and dog ran far away".split()
@@ -171,11 +171,10 @@ def test_latex_tables_are_booktabs_with_escaped_cells_and_caption():
 
 
 def test_table2_names_an_radam_optimizer(repo_root):
-    import yaml
-
+    from sigprop.config import load_config
     from sigprop.plotting.tables import table2_rows
 
-    cfg = yaml.safe_load((repo_root / "config" / "quick.yaml").read_text())
+    cfg = load_config(repo_root / "config" / "quick.yaml")
     opts = cfg["translation"]["optimizers"]
     opts["radam_nowarmup"] = {**opts["adam_nowarmup"], "kind": "radam"}
     cfg["methods"]["tfixup"]["optimizer"] = "radam_nowarmup"
@@ -206,17 +205,67 @@ def test_set_tau_reaches_every_attention():
 # ---------------------------------------------------------------- search
 
 
-@pytest.mark.parametrize("norm", ["post", "pre", "none"])
-def test_incremental_decoding_matches_full_decoder(norm):
-    model = tiny_model(norm, tau=2.0)
-    src = src_batch()
-    prev = torch.randint(4, 40, (5, 7), generator=torch.Generator().manual_seed(5))
+def _prefix(rows: int = 5, n: int = 7, seed: int = 5) -> torch.Tensor:
+    prev = torch.randint(4, 40, (rows, n), generator=torch.Generator().manual_seed(seed))
     prev[:, 0] = 2
+    return prev
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("norm", ["post", "pre", "none"])
+def test_incremental_decoding_matches_full_decoder(norm, fast):
+    """Token by token through the cache (as search decodes) and in chunks: the full decoder's logits."""
+    model = tiny_model(norm, tau=2.0)
+    model.set_fast(fast)  # the full decoder on the training fast path or the plain one; the cache on its own
+    src, prev = src_batch(), _prefix()
     memory, mask, _ = model.encode(src)
     full, _ = model.decode(prev, memory, mask)
-    cache = DecoderCache(model, memory, mask)
-    inc = torch.stack([cache.step(prev[:, t]) for t in range(prev.shape[1])], dim=1)
+    steps = Decoding(model, memory, mask)
+    inc = torch.stack([steps.step(prev[:, t]) for t in range(prev.shape[1])], dim=1)
     torch.testing.assert_close(inc, full, rtol=1e-5, atol=1e-5)
+    assert steps.cache.length == prev.shape[1]
+    cache, chunks = model.new_cache(), []  # several positions per call: causal among the new ones
+    for lo, hi in ((0, 3), (3, 4), (4, 7)):
+        chunks.append(model.decode(prev[:, lo:hi], memory, mask, cache=cache)[0])
+    torch.testing.assert_close(torch.cat(chunks, dim=1), full, rtol=1e-5, atol=1e-5)
+
+
+def test_reordered_cache_follows_its_rows_and_a_wrong_cache_changes_the_logits():
+    """Beam search reorders the cache by hypothesis: reordered rows decode as the full decoder on the
+    reordered prefixes; a cache left in the old order, or one from another prefix, gives other logits."""
+    model = tiny_model("post", tau=2.0)
+    src, prev = src_batch(), _prefix()
+    memory, mask, _ = model.encode(src)
+    rows = torch.tensor([3, 3, 0, 4, 1])  # a repeat and a dropped row, as when beams split and finish
+    full, _ = model.decode(prev[rows], memory[rows], mask[rows], last_only=True)
+    t = prev.shape[1] - 1
+
+    def fed(prefix: torch.Tensor) -> Decoding:
+        steps = Decoding(model, memory, mask)
+        for i in range(t):
+            steps.step(prefix[:, i])
+        return steps
+
+    steps = fed(prev)
+    steps.reorder(rows)
+    torch.testing.assert_close(steps.step(prev[rows, t]), full[:, 0], rtol=1e-5, atol=1e-5)
+    stale = fed(prev)  # not reordered: keys and values of other hypotheses
+    stale.memory, stale.memory_mask = memory[rows], mask[rows]
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(stale.step(prev[rows, t]), full[:, 0], rtol=1e-5, atol=1e-5)
+    other = prev.clone()
+    other[:, 1] = (other[:, 1] - 4 + 1) % 36 + 4  # another token at position 1 in every row
+    wrong = fed(other)
+    wrong.reorder(rows)
+    with pytest.raises(AssertionError):
+        torch.testing.assert_close(wrong.step(prev[rows, t]), full[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_decoding_past_max_positions_names_the_limit():
+    model = tiny_model()
+    memory, mask, _ = model.encode(src_batch())
+    with pytest.raises(ValueError, match="max_positions"):
+        model.decode(torch.full((5, model.cfg.max_positions + 1), 2), memory, mask)
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -550,9 +599,9 @@ def test_missing_data_gives_one_clear_message(tmp_path, monkeypatch):
 
 
 def test_plan_shares_runs_between_targets(repo_root):
-    import yaml
+    from sigprop.config import load_config
 
-    cfg = yaml.safe_load((repo_root / "config" / "paper.yaml").read_text())
+    cfg = load_config(repo_root / "config" / "paper.yaml")
     check_config(cfg)
     shared = Run("adam_postln", 6, 0)  # one run directory serves Table 1 and Fig 6
     assert shared in target_runs(cfg, "table1") and shared in target_runs(cfg, "fig06")
@@ -570,21 +619,17 @@ def test_plan_shares_runs_between_targets(repo_root):
 
 @pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml", "gpu-check.yaml"])
 def test_translation_configs_validate_and_cross_check(repo_root, name):
-    import yaml
+    from sigprop.config import load_layered, validate_config
 
-    from sigprop.config import validate_config
-
-    cfg = yaml.safe_load((repo_root / "config" / name).read_text())
+    cfg = load_layered(repo_root / "config" / name)[0]
     validate_config(cfg, repo_root / "workflow" / "schemas" / "config.schema.yaml")
     check_config(cfg)
 
 
 def test_unknown_translation_key_names_the_key_and_the_allowed_ones(repo_root):
-    import yaml
+    from sigprop.config import ConfigError, load_layered, validate_config
 
-    from sigprop.config import ConfigError, validate_config
-
-    cfg = yaml.safe_load((repo_root / "config" / "quick.yaml").read_text())
+    cfg = load_layered(repo_root / "config" / "quick.yaml")[0]
     cfg["translation"]["training"]["max_token"] = 100
     cfg["methods"]["rezero"]["optimiser"] = "adam"
     with pytest.raises(ConfigError) as err:

@@ -7,8 +7,8 @@ source length of the batch, and EOS is forced at that step. Beam search keeps ``
 candidates per step, finalises candidates ending in EOS that rank within the top ``beam``
 (score normalised by ``length ** lenpen``, length counting EOS), continues with the best ``beam``
 others, and stops a sentence once it has ``beam`` finished hypotheses. With ``beam = 1`` it
-returns exactly the greedy output. Decoding is incremental (:class:`DecoderCache`: cached
-self-attention keys/values, cross-attention keys/values computed once).
+returns exactly the greedy output. Decoding is incremental (:class:`Decoding`: the decoder's own
+forward with its key/value cache, :class:`~sigprop.model.StackCache`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from sigprop.model import EncoderDecoder
@@ -39,60 +38,27 @@ def _max_len(model: EncoderDecoder, src: Tensor, cfg: SearchConfig) -> int:
     return int(min(cfg.max_len_a * src.shape[1] + cfg.max_len_b, model.cfg.max_positions - 1))
 
 
-class DecoderCache:
-    """Step-by-step decoding with cached keys and values (same equations as the blocks, eval mode).
+class Decoding:
+    """Step-by-step decoding: the model's own decoder with a key/value cache (:meth:`EncoderDecoder.decode`).
 
-    Each step embeds only the newest token and attends to the cached self-attention keys/values
-    of the earlier positions and to the encoder memory, whose cross-attention keys/values are
-    computed once. ``tests/test_translation.py`` checks the logits against the full decoder.
+    Each step feeds only the newest token; self-attention reads the cached keys and values of the
+    earlier positions, cross-attention the encoder memory's, computed at the first step.
     """
 
     def __init__(self, model: EncoderDecoder, memory: Tensor, memory_mask: Tensor) -> None:
         self.model = model
-        self.pre = model.cfg.block.norm == "pre"
-        self.blocks = list(model.decoder.blocks)
-        self.cross_mask = ~memory_mask[:, None, None, :]
-        self.cross_kv = [(b.cross._heads(b.cross.wk(memory)), b.cross._heads(b.cross.wv(memory))) for b in self.blocks]
-        self.self_kv: list[tuple[Tensor, Tensor] | None] = [None] * len(self.blocks)
-        self.pos = 0
-
-    @staticmethod
-    def _attend(mha: torch.nn.Module, x: Tensor, k: Tensor, v: Tensor, mask: Tensor | None) -> Tensor:
-        q = mha._heads(mha.wq(x))
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, scale=mha.tau / math.sqrt(mha.cfg.d_k))
-        b, h, n, dk = out.shape
-        return mha.wo(out.transpose(1, 2).reshape(b, n, h * dk))
-
-    def _self(self, i: int, block: torch.nn.Module, h: Tensor) -> Tensor:
-        k, v = block.attn._heads(block.attn.wk(h)), block.attn._heads(block.attn.wv(h))
-        prev = self.self_kv[i]
-        if prev is not None:
-            k, v = torch.cat([prev[0], k], dim=2), torch.cat([prev[1], v], dim=2)
-        self.self_kv[i] = (k, v)
-        return self._attend(block.attn, h, k, v, None)
+        self.memory, self.memory_mask = memory, memory_mask
+        self.cache = model.new_cache()
 
     def step(self, tokens: Tensor) -> Tensor:
         """Logits (batch, vocab) after feeding the newest tokens (batch,)."""
-        m = self.model
-        x = m.embed_scale * m.embed(tokens[:, None]) + m.pos[self.pos : self.pos + 1].to(m.embed.weight.dtype)
-        for i, blk in enumerate(self.blocks):
-            ck, cv = self.cross_kv[i]
-            if self.pre:
-                z = blk.alpha1 * self._self(i, blk, blk.norms[0](x)) + x
-                z = blk.alpha1 * self._attend(blk.cross, blk.norms[2](z), ck, cv, self.cross_mask) + z
-                x = blk.alpha2 * blk.ffn(blk.norms[1](z)) + z
-            else:
-                z = blk.norms[0](blk.alpha1 * self._self(i, blk, x) + x)
-                z = blk.norms[2](blk.alpha1 * self._attend(blk.cross, z, ck, cv, self.cross_mask) + z)
-                x = blk.norms[1](blk.alpha2 * blk.ffn(z) + z)
-        self.pos += 1
-        return (m.decoder.final_norm(x) @ m.embed.weight.T)[:, 0]
+        logits, _ = self.model.decode(tokens[:, None], self.memory, self.memory_mask, last_only=True, cache=self.cache)
+        return logits[:, 0]
 
     def reorder(self, rows: Tensor) -> None:
         """Keep (and reorder) the hypotheses ``rows`` of the batch."""
-        self.self_kv = [None if kv is None else (kv[0][rows], kv[1][rows]) for kv in self.self_kv]
-        self.cross_kv = [(k[rows], v[rows]) for k, v in self.cross_kv]
-        self.cross_mask = self.cross_mask[rows]
+        self.cache.reorder(rows)
+        self.memory, self.memory_mask = self.memory[rows], self.memory_mask[rows]
 
 
 def _mask_lprobs(logits: Tensor, step: int, max_len: int, cfg: SearchConfig, pad: int) -> Tensor:
@@ -115,7 +81,7 @@ def greedy_search(model: EncoderDecoder, src: Tensor, cfg: SearchConfig | None =
     eos, pad = cfg.eos, model.cfg.pad_index
     memory, mask, _ = model.encode(src)
     max_len = _max_len(model, src, cfg)
-    cache = DecoderCache(model, memory, mask)
+    cache = Decoding(model, memory, mask)
     tokens = torch.full((src.shape[0], 1), eos, dtype=torch.long, device=src.device)
     done = torch.zeros(src.shape[0], dtype=torch.bool, device=src.device)
     for step in range(max_len + 1):
@@ -147,7 +113,7 @@ def beam_search(model: EncoderDecoder, src: Tensor, cfg: SearchConfig | None = N
     n_sent = src.shape[0]
     memory, mask, _ = model.encode(src)
     max_len = _max_len(model, src, cfg)
-    cache = DecoderCache(model, memory.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0))
+    cache = Decoding(model, memory.repeat_interleave(k, dim=0), mask.repeat_interleave(k, dim=0))
     device = src.device
     tokens = torch.full((n_sent * k, 1), eos, dtype=torch.long, device=device)
     scores = torch.full((n_sent, k), -math.inf, device=device)
