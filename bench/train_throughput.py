@@ -1,8 +1,8 @@
 """Training throughput of our translation step beside ``torch.nn.Transformer`` of the same size.
 
 One update = batch collation, forward, label-smoothed cross-entropy, backward, AdamW step, run by the
-pipeline's own training loop (:class:`sigprop.train.Trainer`, the loop ``python -m sigprop.tasks.translation
-train`` uses). The batch is collated inside the timed update, on the training thread, as the pipeline's
+pipeline's own training loop (:class:`sigprop.train.Trainer`, the loop ``sigprop
+train-translation`` uses). The batch is collated inside the timed update, on the training thread, as the pipeline's
 :class:`sigprop.tasks.translation.task.EpochBatches` does. Models (``--models``, comma-separated):
 
 * ``ours``: the pipeline as it trains: :func:`sigprop.tasks.translation.methods.build_model`
@@ -63,9 +63,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import Tensor, nn
 
-from sigprop.config import load_config
 from sigprop.model import sinusoidal_positions
 from sigprop.tasks.translation import methods
 from sigprop.tasks.translation.batching import collate, make_batch, token_batches
@@ -213,8 +213,9 @@ class TorchTransformer(nn.Module):
 
 
 def paper_config(path: Path) -> dict[str, Any]:
-    """Model, training, Adam and methods of the translation section of a pipeline config (laid over its base)."""
-    cfg = load_config(path)
+    """Model, training, Adam and methods of the translation section of a pipeline config."""
+    with path.open() as fh:
+        cfg = yaml.safe_load(fh)
     return {"methods": cfg["methods"], **cfg["translation"]}
 
 

@@ -284,3 +284,60 @@ def test_fig05_checks():
     assert not _by_name(small, "Q/V", "geometric").passed and not _by_name(small, "K/V", "geometric").passed
     short = checks.fig05(aggregate.fig05(_toy_raw(updates=500)))
     assert not _by_name(short, "final validation").applicable  # shorter than FIG05_UPDATES: reported only
+
+
+def test_fig05_diverged_seed_fails_the_divergence_check():
+    raw = _toy_raw()
+    last = (raw.metric == "diverged") & (raw.seed == 1) & (raw["step"] == raw["step"].max())
+    raw.loc[last, "value"] = 1.0
+    assert _by_name(checks.fig05(aggregate.fig05(_toy_raw())), "diverged").passed
+    div = _by_name(checks.fig05(aggregate.fig05(raw)), "diverged")
+    assert not div.passed and div.measured == pytest.approx(1 / 3)
+
+
+# ---------------------------------------------------------------- Fig 9 (PRE-LN: the orderings, no POST-LN thresholds)
+
+
+def test_fig09_checks_pass_on_the_papers_picture_and_fail_on_a_swapped_alpha():
+    rows = checks._encoder_checks(aggregate.fig09(_encoder_raw(norm="pre")), "fig09", "pre")
+    assert len(rows) == 5 and _all_pass(rows), [c for c in rows if not c.passed]
+    assert not any("POST-LN" in c.name for c in rows)
+    assert _by_name(rows, "1/sqrt(L): cosine at the last layer (25)").measured < 0.9
+    swapped = checks._encoder_checks(
+        aggregate.fig09(_encoder_raw(norm="pre", relabel={"1": "1/sqrt(L)", "1/sqrt(L)": "1"})), "fig09", "pre")
+    assert not _by_name(swapped, "cosine rises").passed
+    assert not _by_name(swapped, "grad_ratio_q falls").passed
+    assert not _by_name(swapped, "1/sqrt(L): cosine at the last layer").passed  # the alpha = 1 curve: near 1
+
+
+# ---------------------------------------------------------------- Fig 7 with too few points, Table 1 against the paper
+
+
+def test_fig07_fails_without_two_points_at_large_d_k():
+    t = _fig07_table(2.0)
+    row = checks.fig07(t[t.d_k < 2048])[0]
+    assert not row.passed and np.isnan(row.measured)
+
+
+def _table1_eval(shift: float, dataset: str = "iwslt14") -> pd.DataFrame:
+    """Three runs per method at the paper's BLEU (+-0.2), SGD res-scale moved by ``shift``."""
+    from sigprop.analysis.paper_values import PAPER_TABLE1
+
+    rows = []
+    for method in ("sgd_postln", "sgd_resscale", "sgd_temperature"):
+        for seed, noise in enumerate((-0.2, 0.0, 0.2)):
+            bleu = PAPER_TABLE1[method] + noise + (shift if method == "sgd_resscale" else 0.0)
+            rows.append({"dataset": dataset, "method": method, "method_label": method, "layers": 6, "seed": seed,
+                         "diverged": False, "bleu": bleu, "sacrebleu_detok": bleu, "best_valid_loss": 4.0,
+                         "test_sentences": 6750, "beam": 5, "updates": 50000})
+    return pd.DataFrame(rows)
+
+
+def test_table1_bleu_within_one_of_the_paper():
+    right = [c for c in checks.table1(aggregate.table1(_table1_eval(0.0))) if "vs paper" in c.name]
+    assert len(right) == 3 and all(c.passed and c.applicable for c in right)
+    off = [c for c in checks.table1(aggregate.table1(_table1_eval(1.2))) if "vs paper" in c.name]
+    assert [c.passed for c in off] == [True, False, True]  # res-scale 1.2 BLEU above the paper
+    assert off[1].measured == pytest.approx(32.79 + 1.2)
+    mini = [c for c in checks.table1(aggregate.table1(_table1_eval(1.2, "iwslt14-mini"))) if "vs paper" in c.name]
+    assert not any(c.applicable for c in mini) and "not applicable" in mini[1].name

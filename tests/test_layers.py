@@ -22,8 +22,7 @@ SRC = ROOT / "src"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("base", ("sigprop", "sigprop.io", "sigprop.params", "sigprop.grid", "sigprop.config", "sigprop.codehash",
               "sigprop.analysis.registry")),
-    ("commands", ("sigprop.__main__", "sigprop.cli", "sigprop.tasks.translation.__main__",
-                  "sigprop.data.iwslt.__main__")),
+    ("commands", ("sigprop.__main__", "sigprop.cli")),
     ("data", ("sigprop.data",)),
     ("model", ("sigprop.model",)),
     ("tasks", ("sigprop.tasks", "sigprop.train")),

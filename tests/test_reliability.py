@@ -31,14 +31,7 @@ from test_translation import copy_data, job_spec  # noqa: F401 (copy_data is a f
 
 import sigprop.codehash as codehash
 from sigprop.codehash import ENTRY_POINTS, closure, code_hash
-from sigprop.config import (
-    ConfigError,
-    coerce_to_schema,
-    load_config,
-    load_config_file,
-    load_schema,
-    validate_config,
-)
+from sigprop.config import ConfigError, coerce_to_schema, load_config_file, load_schema, validate_config
 from sigprop.io import atomic_path, remove_partial_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -157,6 +150,9 @@ EDITS = {
     "sigprop/data/iwslt/preprocess.py": {"prepare_iwslt"},
     "sigprop/data/iwslt/binarize.py": {"binarize_iwslt", "train_translation", "evaluate_translation",
                                        "simulate_method_init"},
+    # the one command line: every job that runs a command reads its arguments with it
+    "sigprop/cli.py": {*(set(ENTRY_POINTS) - {"plot", "report"}), "plot:fig07", "plot:fig08", "plot:fig12",
+                       "plot:fig13"},
 }
 
 
@@ -203,22 +199,22 @@ def test_walk_covers_every_module_the_commands_load(tmp_path, copy_data):  # noq
         "train_toy": ("sigprop", "train-toy", "--seed", "0", "--out", str(tmp_path / "toy.parquet"), "--params",
                       json.dumps({"n_layers": 1, "d_ff": 8, "batch_size": 4, "max_updates": 3, "log_every": 1,
                                   "eval_every": 3, "eval_size": 8})),
-        "train_translation": ("sigprop.tasks.translation", "train", "--data", str(copy_data), "--out-dir",
+        "train_translation": ("sigprop", "train-translation", "--data", str(copy_data), "--out-dir",
                               str(tmp_path / "run"), "--spec",
                               json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
-        "evaluate_translation": ("sigprop.tasks.translation", "evaluate", "--data", str(copy_data), "--run-dir",
+        "evaluate_translation": ("sigprop", "evaluate-translation", "--data", str(copy_data), "--run-dir",
                                  str(tmp_path / "run"), "--spec",
                                  json.dumps(job_spec(optimizer={"updates": 3}, evaluation={"beam": 1}))),
-        "iwslt_status": ("sigprop.tasks.translation", "status", "--dataset", "iwslt14-mini", "--out",
+        "iwslt_status": ("sigprop", "data-status", "--dataset", "iwslt14-mini", "--out",
                          str(tmp_path / "status.json"), "--local-dir", str(tmp_path / "no-data")),
-        "table2": ("sigprop.tasks.translation", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
+        "table2": ("sigprop", "table2", "--out-dir", str(tmp_path / "tables"), "--config",
                    json.dumps({k: _quick().get(k) for k in ("name", "methods", "translation")})),
     }
     text = tmp_path / "text"  # prepared text files to binarise again (copy_data itself stays as it is)
     text.mkdir()
     for f in [*copy_data.glob("*.de"), *copy_data.glob("*.en")]:
         shutil.copy(f, text / f.name)
-    runs["binarize_iwslt"] = ("sigprop.data.iwslt", "binarize", "--dir", str(text))
+    runs["binarize_iwslt"] = ("sigprop", "data-binarize", "--dir", str(text))
     for key, (module, *args) in runs.items():
         loaded = _run_recording_imports(tmp_path, module, *args)
         rule, _, fig = key.partition(":")
@@ -333,8 +329,7 @@ def test_fingerprints_differ_with_the_code():
 
 
 def _quick() -> dict:
-    """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
-    return load_config(REPO_ROOT / "config" / "quick.yaml")
+    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
 
 
 @pytest.mark.parametrize("grid", [[], {}])

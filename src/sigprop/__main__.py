@@ -1,4 +1,4 @@
-"""``python -m sigprop``."""
+"""``python -m sigprop COMMAND``: the same command line as the ``sigprop`` script (:mod:`sigprop.cli`)."""
 
 from sigprop.cli import main
 

@@ -7,9 +7,8 @@ files as inputs, so editing any of them reruns exactly the jobs that import it. 
 same files; the training jobs put it into their checkpoint fingerprint, so that a checkpoint written by other
 code is not resumed.
 
-An entry is a module (``sigprop.tasks.translation.initprobe``: every import anywhere in the module) or
-``module:function``
-(the module's top-level imports plus those inside ``function``: one subcommand of a command-line module).
+An entry is a module (``sigprop.__main__``: every import anywhere in the module) or ``module:function``
+(the module's top-level imports plus those inside ``function``: one subcommand of :mod:`sigprop.cli`).
 Every other module reached is read whole, imports inside functions included (a superset of what one run
 loads), together with the ``__init__.py`` of each package on its path. Imports by computed name
 (``importlib.import_module(f"sigprop.plotting.{key}")``) are not seen: such a module is an entry of its own
@@ -36,14 +35,15 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "plot": ("sigprop.__main__", "sigprop.cli:plot"),  # + sigprop.plotting.<figure> (imported by name)
     "checks": ("sigprop.__main__", "sigprop.cli:run_checks"),
     "report": ("workflow/notebooks/report.ipynb",),
-    "iwslt_status": ("sigprop.tasks.translation.__main__:status",),
-    "prepare_iwslt": ("sigprop.tasks.translation.__main__:prepare",),
-    "binarize_iwslt": ("sigprop.data.iwslt.__main__:binarize",),
-    "train_translation": ("sigprop.tasks.translation.__main__:train",),
-    "evaluate_translation": ("sigprop.tasks.translation.__main__:evaluate",),  # search and BLEU: not in training's walk
-    "table1": ("sigprop.tasks.translation.__main__:table1",),
-    "table2": ("sigprop.tasks.translation.__main__:table2",),
-    "simulate_method_init": ("sigprop.tasks.translation.initprobe",),  # Fig S1 (workflow/rules/supplementary.smk)
+    "simulate_method_init": ("sigprop.__main__", "sigprop.cli:simulate_method_init"),  # Fig S1 (supplementary.smk)
+    "iwslt_status": ("sigprop.__main__", "sigprop.cli:data_status"),
+    "prepare_iwslt": ("sigprop.__main__", "sigprop.cli:data_prepare"),
+    "binarize_iwslt": ("sigprop.__main__", "sigprop.cli:data_binarize"),
+    "train_translation": ("sigprop.__main__", "sigprop.cli:train_translation"),
+    # search and BLEU: not in training's walk
+    "evaluate_translation": ("sigprop.__main__", "sigprop.cli:evaluate_translation"),
+    "table1": ("sigprop.__main__", "sigprop.cli:table1"),
+    "table2": ("sigprop.__main__", "sigprop.cli:table2"),
 }
 
 

@@ -22,7 +22,7 @@ checkpoint iwslt_status:
         cache_dir=DATA.get("cache_dir", "data/cache/iwslt14"),
         timeout=DATA.get("timeout_s", 60),
     shell:
-        "python -m sigprop.tasks.translation status --dataset {wildcards.dataset} --out {output}"
+        "python -m sigprop data-status --dataset {wildcards.dataset} --out {output}"
         " --local-dir={params.local_dir:q} --url={params.url:q} --sha256={params.sha256:q}"
         " --cache-dir={params.cache_dir:q} --timeout={params.timeout} > {log} 2>&1"
 
@@ -49,7 +49,7 @@ rule prepare_iwslt:
         runtime=60,
         mem_mb=4000,
     shell:
-        "python -m sigprop.tasks.translation prepare --status {input.status} --out results/data/{wildcards.dataset}"
+        "python -m sigprop data-prepare --status {input.status} --out results/data/{wildcards.dataset}"
         " > {log} 2>&1"
 
 
@@ -73,4 +73,4 @@ rule binarize_iwslt:
     conda:
         "../../envs/sigprop.yaml"
     shell:
-        "python -m sigprop.data.iwslt binarize --dir results/data/{wildcards.dataset} > {log} 2>&1"
+        "python -m sigprop data-binarize --dir results/data/{wildcards.dataset} > {log} 2>&1"

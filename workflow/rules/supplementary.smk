@@ -31,7 +31,7 @@ rule simulate_method_init:
         name=config["name"],
         data=lambda wc: f"results/data/{method_init_dataset()}",
     shell:
-        "OMP_NUM_THREADS={threads} python -m sigprop.tasks.translation.initprobe --spec {params.spec:q}"
+        "OMP_NUM_THREADS={threads} python -m sigprop simulate-method-init --spec {params.spec:q}"
         " --data {params.data} --config-name {params.name} --out {output} > {log} 2>&1"
 
 

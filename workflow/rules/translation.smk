@@ -34,7 +34,7 @@ rule train_translation:
         spec=translation_spec,  # without the evaluation section
         out_dir=RUN_DIR,
     shell:
-        "OMP_NUM_THREADS={threads} python -m sigprop.tasks.translation train --spec {params.spec:q}"
+        "OMP_NUM_THREADS={threads} python -m sigprop train-translation --spec {params.spec:q}"
         " --data results/data/{wildcards.dataset} --out-dir {params.out_dir} > {log} 2>&1"
 
 
@@ -67,7 +67,7 @@ rule evaluate_translation:
         spec=evaluation_spec,
         run_dir=lambda wc, input: Path(input.best).parent,
     shell:
-        "OMP_NUM_THREADS={threads} python -m sigprop.tasks.translation evaluate --spec {params.spec:q}"
+        "OMP_NUM_THREADS={threads} python -m sigprop evaluate-translation --spec {params.spec:q}"
         " --data results/data/{wildcards.dataset} --run-dir {params.run_dir} > {log} 2>&1"
 
 
@@ -85,7 +85,7 @@ rule table1:
     params:
         style=json.dumps(config["style"]),
     shell:
-        "python -m sigprop.tasks.translation table1 --aggregated {output.agg} --out-dir results/tables"
+        "python -m sigprop table1 --aggregated {output.agg} --out-dir results/tables"
         " --style {params.style:q} {input.evals} > {log} 2>&1"
 
 
@@ -105,7 +105,7 @@ rule table2:
         ),
         style=json.dumps(config["style"]),
     shell:
-        "python -m sigprop.tasks.translation table2 --config {params.config:q} --out-dir results/tables"
+        "python -m sigprop table2 --config {params.config:q} --out-dir results/tables"
         " --style {params.style:q} > {log} 2>&1"
 
 

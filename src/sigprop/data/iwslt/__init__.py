@@ -12,7 +12,8 @@ One module per step, each importing only the ones above it in this list:
   BPE'd ``{train,valid,test}.{de,en}`` and ``manifest.json``).
 * :mod:`~sigprop.data.iwslt.binarize`: the dictionary, the binary ``{split}.pt`` format and the dataset class
   training reads.
-* ``python -m sigprop.data.iwslt {prepare,binarize,locate}`` (:mod:`~sigprop.data.iwslt.__main__`).
+* from the command line: ``sigprop data-status``, ``data-prepare``, ``data-binarize``, ``data-locate``
+  (:mod:`sigprop.cli`).
 
 The datasets (``iwslt14``, the paper's, and the stand-in ``iwslt14-mini``) are described in docs/translation.md.
 This file imports nothing, so a job that needs one step loads (and is rerun for edits to) that step alone.

@@ -20,7 +20,6 @@ is 0 with a warm-up: uniform attention); methods without ``tau`` have tau = 1 ei
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -105,30 +104,3 @@ def run(spec: Mapping[str, Any], data_dir: str | Path) -> pd.DataFrame:
     df = pd.concat(frames, ignore_index=True)
     return df[[*keys, "side", "layer", "metric", "value"]]
 
-
-def main(argv: list[str] | None = None) -> None:
-    """``python -m sigprop.tasks.translation.initprobe --spec JSON --data DIR --out FILE`` (simulate_method_init)."""
-    import argparse
-    import os
-    import time
-
-    from sigprop.io import config_hash, provenance, write_table
-
-    ap = argparse.ArgumentParser(prog="python -m sigprop.tasks.translation.initprobe", description=main.__doc__)
-    ap.add_argument("--spec", required=True, help="JSON job spec (sigprop.tasks.translation.plan.method_init_spec)")
-    ap.add_argument("--data", required=True, help="binarised dataset directory (results/data/<dataset>)")
-    ap.add_argument("--config-name", default="unnamed")
-    ap.add_argument("--out", required=True)
-    args = ap.parse_args(argv)
-    if "OMP_NUM_THREADS" in os.environ:
-        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
-    spec = json.loads(args.spec)
-    start = time.perf_counter()
-    df = run(spec, args.data)
-    meta = provenance(config=args.config_name, config_hash=config_hash(spec), experiment=spec["experiment"],
-                      point=spec["point"], seeds=spec["seeds"], wall_s=round(time.perf_counter() - start, 3))
-    write_table(df, args.out, meta)
-
-
-if __name__ == "__main__":
-    main()
