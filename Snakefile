@@ -11,7 +11,8 @@ from sigprop.config import ConfigError, load_config_file
 min_version("9.0")
 
 
-# The quick config is the default; `--configfile X` replaces it (rather than being merged over it).
+# The quick config is the default; `--configfile X` replaces it (rather than being merged over it). Either is
+# laid over the base file it names (`base: base.yaml`) in workflow/rules/common.smk.
 if not workflow.config_settings.configfiles:
     try:  # a syntax error named with its line (Snakemake's own message names neither file nor line)
         load_config_file("config/quick.yaml")
@@ -46,7 +47,7 @@ rule all:
         # Figs 1, 6, 14, S1 and Table 1 only when the IWSLT'14 data is there (data.smk checkpoint)
         translation_targets,
         iwslt_figure_targets,
-        TABLE2_FILES if "table2" in config.get("tables", []) else [],
+        TABLE2_FILES if "table2" in config["tables"] else [],
         "results/checks.csv",
         "results/report/report.html",
 

@@ -63,9 +63,9 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-import yaml
 from torch import Tensor, nn
 
+from sigprop.config import load_config
 from sigprop.model import sinusoidal_positions
 from sigprop.tasks.translation import methods
 from sigprop.tasks.translation.batching import collate, make_batch, token_batches
@@ -213,9 +213,8 @@ class TorchTransformer(nn.Module):
 
 
 def paper_config(path: Path) -> dict[str, Any]:
-    """Model, training, Adam and methods of the translation section of a pipeline config."""
-    with path.open() as fh:
-        cfg = yaml.safe_load(fh)
+    """Model, training, Adam and methods of the translation section of a pipeline config (laid over its base)."""
+    cfg = load_config(path)
     return {"methods": cfg["methods"], **cfg["translation"]}
 
 

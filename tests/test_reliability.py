@@ -31,7 +31,14 @@ from test_translation import copy_data, job_spec  # noqa: F401 (copy_data is a f
 
 import sigprop.codehash as codehash
 from sigprop.codehash import ENTRY_POINTS, closure, code_hash
-from sigprop.config import ConfigError, coerce_to_schema, load_config_file, load_schema, validate_config
+from sigprop.config import (
+    ConfigError,
+    coerce_to_schema,
+    load_config,
+    load_config_file,
+    load_schema,
+    validate_config,
+)
 from sigprop.io import atomic_path, remove_partial_files
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -329,7 +336,8 @@ def test_fingerprints_differ_with_the_code():
 
 
 def _quick() -> dict:
-    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
+    """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
+    return load_config(REPO_ROOT / "config" / "quick.yaml")
 
 
 @pytest.mark.parametrize("grid", [[], {}])

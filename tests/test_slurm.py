@@ -38,6 +38,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from sigprop.config import load_config
+
 pytestmark = pytest.mark.slow
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -206,7 +208,8 @@ def runs():
 
 
 def _quick() -> dict:
-    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
+    """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
+    return load_config(REPO_ROOT / "config" / "quick.yaml")
 
 
 def _workflow(copy_workflow_to, dest: Path, config: dict) -> Path:

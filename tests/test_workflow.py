@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from sigprop.analysis.registry import FIGURES
-from sigprop.config import ConfigError, validate_config
+from sigprop.config import ConfigError, load_config, load_layered, validate_config
 from sigprop.io import atomic_path, read_meta, write_table
 from sigprop.tasks.init_time import run_point
 
@@ -34,7 +34,8 @@ SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def _quick() -> dict:
-    return yaml.safe_load((REPO_ROOT / "config" / "quick.yaml").read_text())
+    """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
+    return load_config(REPO_ROOT / "config" / "quick.yaml")
 
 
 def _bad_top_level(cfg: dict) -> dict:
@@ -71,7 +72,7 @@ BAD_CONFIGS = {
 
 @pytest.mark.parametrize("config_file", ["quick.yaml", "paper.yaml"])
 def test_shipped_configs_are_valid(config_file):
-    validate_config(yaml.safe_load((REPO_ROOT / "config" / config_file).read_text()), SCHEMA)
+    validate_config(load_layered(REPO_ROOT / "config" / config_file)[0], SCHEMA)
 
 
 @pytest.mark.parametrize("case", list(BAD_CONFIGS))

@@ -1,7 +1,9 @@
-"""Configuration: schema validation with messages that name the key and the fix, and the job list."""
+"""Configuration: scale files overlaid on their base, schema validation that fills the schema's defaults
+(messages name the file, the key and the fix), and the job list."""
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 from collections.abc import Mapping, MutableMapping
@@ -45,9 +47,44 @@ def _explain(err: jsonschema.ValidationError) -> str:
     return f"{where} = {err.instance!r}: {err.message}"
 
 
-def _check(instance: Any, schema: Mapping, root: Mapping, prefix: str = "") -> list[str]:
-    validator = jsonschema.Draft202012Validator(schema, registry=_registry(root))
-    return [prefix + _explain(e) for e in sorted(validator.iter_errors(instance), key=lambda e: list(e.path))]
+def _fill_properties(validator: Any, properties: Mapping, instance: Any, schema: Mapping) -> Any:
+    """The ``properties`` keyword that first sets every absent property that has a ``default`` (a copy)."""
+    if validator.is_type(instance, "object"):
+        for name, sub in properties.items():
+            if isinstance(sub, Mapping) and "default" in sub:
+                instance.setdefault(name, copy.deepcopy(sub["default"]))
+    yield from jsonschema.Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, schema)
+
+
+#: validates and fills the schema's ``default``s in place (jsonschema's FAQ recipe). A default set inside a
+#: ``oneOf``/``anyOf`` alternative would be written even when that alternative fails: the schema puts defaults
+#: only under ``properties`` and under ``if``/``then`` (applied only where ``if`` matches).
+FillingValidator = jsonschema.validators.extend(jsonschema.Draft202012Validator, {"properties": _fill_properties})
+
+
+def _check(
+    instance: Any, schema: Mapping, root: Mapping, prefix: str = "", fill: bool = False, origins: Mapping | None = None
+) -> list[str]:
+    kind = FillingValidator if fill else jsonschema.Draft202012Validator
+    validator = kind(schema, registry=_registry(root))
+    errors = sorted(validator.iter_errors(instance), key=lambda e: list(e.path))
+    return [prefix + _origin(e, origins) + _explain(e) for e in errors]
+
+
+def _origin(err: jsonschema.ValidationError, origins: Mapping | None) -> str:
+    """'FILE: ' of the file that set the offending key (the longest recorded prefix of its path), or ''."""
+    if not origins:
+        return ""
+    path = tuple(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
+        allowed = (err.schema if isinstance(err.schema, dict) else {}).get("properties", {})
+        extra = sorted(k for k in err.instance if k not in allowed)
+        if extra:
+            path = (*path, extra[0])
+    for n in range(len(path), -1, -1):
+        if path[:n] in origins:
+            return f"{origins[path[:n]]}: "
+    return ""
 
 
 def _registry(root: Mapping) -> Any:
@@ -81,11 +118,106 @@ def load_config_file(path: str | Path) -> dict:
 
 
 def check_config_file(path: str | Path, schema_path: str | Path) -> dict:
-    """Syntax and schema of one config file (``python -m sigprop check-config FILE``); returns the config."""
-    config = load_config_file(path)
+    """Syntax and schema of a config file overlaid on its base (``python -m sigprop check-config FILE``);
+    returns the config the workflow would run, the schema's defaults filled in."""
+    config, origins = load_layered(path)
     coerce_to_schema(config, load_schema(schema_path))
-    validate_config(config, schema_path)
+    validate_config(config, schema_path, origins)
     return config
+
+
+# ---------------------------------------------------------------- a scale file over its base
+# A scale file (config/quick.yaml, ...) names its base file with `base: base.yaml` (relative to its own folder);
+# the base holds what every scale shares. Overlay (JSON Merge Patch, RFC 7396): mappings merge key by key, any
+# other value (a list, a number, a string) replaces the base's, and `key: null` removes a key the base has
+# (every key that accepts null defaults to null, so there null means the same either way). Snakemake reads only
+# the scale file (the Snakefile's `configfile:` only when no --configfile is given), so no key of another scale
+# file can reach the config.
+
+
+def merge(base: Mapping, over: Mapping) -> dict:
+    """``over`` laid over ``base`` (copies): mappings merged recursively, every other value of ``over`` wins,
+    ``None`` removes the key from ``base`` (and is kept where ``base`` has no such key)."""
+    out = copy.deepcopy(dict(base))
+    for key, value in over.items():
+        if value is None and key in out:
+            del out[key]
+        elif isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _record(origins: dict, data: Any, source: str, path: tuple = ()) -> None:
+    """Mark every key path of ``data`` as set by ``source`` (later files overwrite earlier marks)."""
+    if isinstance(data, Mapping):
+        for key, value in data.items():
+            origins[(*path, key)] = source
+            _record(origins, value, source, (*path, key))
+
+
+def load_layered(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, dict]:
+    """A config file overlaid on the chain of files its ``base:`` keys name; returns the config (without
+    ``base``) and the origins: key path -> the file that set it (for error messages)."""
+    path = Path(path)
+    if path.resolve() in _seen:
+        chain = " -> ".join(map(str, (*_seen, path.resolve())))
+        raise ConfigError(f"{path}: the base: keys form a loop ({chain}); a base file names no base or another")
+    data = load_config_file(path)
+    base_name = data.pop("base", None)
+    if base_name is None:
+        config, origins = {}, {}
+    else:
+        if not isinstance(base_name, str):
+            raise ConfigError(f"{path}: base = {base_name!r}: give the base file's name, e.g. base: base.yaml")
+        base_path = path.parent / base_name
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: base = {base_name!r}: no file {base_path} (the name is relative to "
+                              f"{path.parent or '.'})")
+        config, origins = load_layered(base_path, (*_seen, path.resolve()))
+    _record(origins, data, str(path))
+    return merge(config, data), origins
+
+
+def _plain(value: Any) -> Any:
+    """Mappings (Snakemake's immutable ones included) as dicts, recursively."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return list(map(_plain, value)) if isinstance(value, list | tuple) else value
+
+
+def workflow_config(
+    config: MutableMapping, files: list, overrides: Mapping, schema_path: str | Path
+) -> dict:
+    """Replace Snakemake's ``config`` (in place) by the first file overlaid on its base, the later files and
+    the ``--config`` values (``overrides``) laid over it in that order; values coerced, validated, defaults
+    filled. Returns the origins (key path -> file) of :func:`load_layered`."""
+    if not files:
+        raise ConfigError("no config file: give one with --configfile (config/quick.yaml, config/paper.yaml, ...)")
+    merged, origins = load_layered(files[0])
+    for path in files[1:]:
+        extra = load_config_file(path)
+        if "base" in extra:
+            raise ConfigError(f"{path}: base = {extra['base']!r}, but only the first --configfile may name a base "
+                              f"(its base is laid under it; {path} is laid over it): drop its base: line")
+        _record(origins, extra, str(path))
+        merged = merge(merged, extra)
+    overrides = _plain(overrides)
+    _record(origins, overrides, "--config")
+    merged = merge(merged, overrides)
+    coerce_to_schema(merged, load_schema(schema_path))
+    validate_config(merged, schema_path, origins)
+    config.clear()
+    config.update(merged)
+    return origins
+
+
+def load_config(path: str | Path, schema_path: str | Path | None = None) -> dict:
+    """The config the workflow runs for a scale file: overlaid on its base, validated, defaults filled."""
+    if schema_path is None:
+        schema_path = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+    return check_config_file(path, schema_path)
 
 
 # ---------------------------------------------------------------- values given on the command line
@@ -183,15 +315,18 @@ def coerce_to_schema(config: MutableMapping, schema: Mapping) -> MutableMapping:
     return config
 
 
-def validate_config(config: Mapping, schema_path: str | Path) -> None:
-    """Raise :class:`ConfigError` listing every problem, before any job runs."""
+def validate_config(config: MutableMapping, schema_path: str | Path, origins: Mapping | None = None) -> None:
+    """Fill the schema's defaults into ``config`` (in place) and raise :class:`ConfigError` listing every
+    problem, before any job runs; ``origins`` (:func:`load_layered`) names the file that set a bad key."""
     schema = load_schema(schema_path)
-    problems = _check(config, schema, schema)
+    problems = _check(config, schema, schema, fill=True, origins=origins)
     if not problems:
         params = {"$ref": "urn:sigprop#/$defs/params"}
         for name, exp in config.get("experiments", {}).items():
+            source = (origins or {}).get(("experiments", name))
+            prefix = (f"{source}: " if source else "") + f"experiments.{name} parameter "
             for params_point in iter_points(exp):
-                problems += _check(params_point, params, schema, prefix=f"experiments.{name} parameter ")
+                problems += _check(params_point, params, schema, prefix=prefix)
     if problems:
         unique = list(dict.fromkeys(problems))
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(unique))

@@ -5,24 +5,29 @@ import sys
 from pathlib import Path
 
 from sigprop.codehash import code_files
-from sigprop.config import (
-    ConfigError,
-    coerce_to_schema,
-    experiment_jobs,
-    load_schema,
-    validate_config,
+from sigprop.config import ConfigError, experiment_jobs, workflow_config
+from sigprop.analysis.registry import (
+    EXPERIMENT_KINDS,
+    FIGURES,
+    TRAINING_EXPERIMENTS,
+    figure_spec,
 )
-from sigprop.analysis.registry import EXPERIMENT_KINDS, FIGURES, TRAINING_EXPERIMENTS, figure_spec
 
 # Jobs run the code in this checkout's src/ (the files the rules declare as inputs).
 SRC_ABS = Path.cwd() / "src"
 shell.prefix(f"export PYTHONPATH='{SRC_ABS}':$PYTHONPATH; ")
 
 SCHEMA = Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+# The config in effect: the --configfile (else the Snakefile's config/quick.yaml) overlaid on the base file it
+# names (`base: base.yaml`), then the --config values; validated, the schema's defaults filled in. Values given
+# with --config arrive as strings ('5'): they become the schema's numbers and booleans.
 try:
-    # values given with --config arrive as strings ('5'): make them the schema's numbers and booleans
-    coerce_to_schema(config, load_schema(SCHEMA))
-    validate_config(config, SCHEMA)
+    workflow_config(
+        config,
+        [str(f) for f in workflow.configfiles],
+        workflow.config_settings.config,
+        SCHEMA,
+    )
 except ConfigError as err:
     sys.exit(f"{err}\nFix the config file (the schema is {SCHEMA}).")
 

@@ -12,7 +12,7 @@ from sigprop.tasks.translation.plan import (
     target_runs,
 )
 
-DATA = config.get("data", {})
+DATA = config["data"]
 TRANSLATION = config.get("translation", {})
 TR_TARGETS = requested_targets(config) if TRANSLATION else []
 DATASET = TRANSLATION.get("dataset", "iwslt14-mini")

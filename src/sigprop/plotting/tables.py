@@ -63,29 +63,29 @@ def _fmt_lr(x: float) -> str:
 def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
     """(section, hyper-parameter, ours, paper) rows from a config's ``translation`` and ``methods``."""
     tr = cfg["translation"]
-    model, train, opts, methods = tr["model"], tr["training"], tr["optimizers"], cfg.get("methods", {})
+    model, train, opts, methods = tr["model"], tr["training"], tr["optimizers"], cfg["methods"]
     rows: list[tuple[str, str, str]] = [
         ("General", "Dataset", tr["dataset"]),
         ("General", "Max tokens", _num(train["max_tokens"])),
         ("General", "Label smoothing", _num(train["label_smoothing"])),
-        ("General", "Clip norm", _num(float(train.get("clip_norm", 0.0)))),
-        ("General", "General dropout", _num(model.get("dropout", 0.0))),
-        ("General", "Attention dropout", _num(model.get("attn_dropout", 0.0))),
-        ("General", "ReLU dropout", _num(model.get("act_dropout", 0.0))),
+        ("General", "Clip norm", _num(float(train["clip_norm"]))),
+        ("General", "General dropout", _num(model["dropout"])),
+        ("General", "Attention dropout", _num(model["attn_dropout"])),
+        ("General", "ReLU dropout", _num(model["act_dropout"])),
         ("General", "Hidden size", _num(model["d_model"])),
         ("General", "FFN inner hidden size", _num(model["d_ff"])),
         ("General", "Attention heads", _num(model["n_heads"])),
     ]
     section = {"adam": "Adam", "sgd": "SGD", "radam": "RAdam"}
     for name, opt in opts.items():
-        users = [m.get("label", k) for k, m in methods.items() if m.get("optimizer") == name]
+        users = [m["label"] for m in methods.values() if m["optimizer"] == name]
         sec = section.get(name, f"{section[opt['kind']]} ({', '.join(users) or name})")
-        sched = opt.get("schedule", {"kind": "constant"})
+        sched = opt["schedule"]
         rows.append((sec, "Learning rate", _fmt_lr(float(opt["lr"]))))
         rows.append((sec, "Learning rate scheduler", sched["kind"].replace("_", " ")))
         if sched["kind"] == "inverse_sqrt":
             rows.append((sec, "Warm-up updates", _num(int(sched["warmup_updates"]))))
-            rows.append((sec, "Warm-up init learning rate", _fmt_lr(float(sched.get("warmup_init_lr", 0.0)))))
+            rows.append((sec, "Warm-up init learning rate", _fmt_lr(float(sched["warmup_init_lr"]))))
         if sched["kind"] == "inverse_sqrt_nowarmup":
             rows.append((sec, "Decay period", _num(sched["decay_period"])))
         if sched["kind"] == "step":
@@ -93,16 +93,16 @@ def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
             marks = [round(f * int(opt["updates"])) for f in sched["milestones"]]
             rows.append((sec, "Step scheduler update steps", str(marks)))
         if opt["kind"] in ("adam", "radam"):
-            b1, b2 = opt.get("betas", (0.9, 0.999))
+            b1, b2 = opt["betas"]
             rows.append((sec, "Adam (beta1, beta2)", f"({_num(float(b1))}, {_num(float(b2))})"))
         else:
-            rows.append((sec, "Momentum", _num(float(opt.get("momentum", 0.0)))))
+            rows.append((sec, "Momentum", _num(float(opt["momentum"]))))
         rows.append((sec, "Training updates", _num(int(opt["updates"]))))
-        rows.append((sec, "Weight decay", _fmt_lr(float(opt.get("weight_decay", 0.0)))))
-    temp = [m for m in methods.values() if float(m.get("tau", 1.0)) != 1.0]
+        rows.append((sec, "Weight decay", _fmt_lr(float(opt["weight_decay"]))))
+    temp = [m for m in methods.values() if float(m["tau"]) != 1.0]
     if temp:
         rows.append(("Temperature", "Final inverse temperature", _num(float(temp[0]["tau"]))))
-        rows.append(("Temperature", "Warm-up steps", _num(int(temp[0].get("tau_warmup", 0)))))
+        rows.append(("Temperature", "Warm-up steps", _num(int(temp[0]["tau_warmup"]))))
     return [{"section": s, "hyperparameter": h, "ours": v, "paper": PAPER_TABLE2.get((s, h), "")} for s, h, v in rows]
 
 
@@ -239,7 +239,7 @@ def write_table2(cfg: Mapping[str, Any], out_dir: str | Path, style: Mapping[str
         columns={
             "section": "",
             "hyperparameter": "Hyperparameter",
-            "ours": f"Ours (config {cfg.get('name')})",
+            "ours": f"Ours (config {cfg['name']})",
             "paper": "Paper",
         }
     )
@@ -248,14 +248,14 @@ def write_table2(cfg: Mapping[str, Any], out_dir: str | Path, style: Mapping[str
         out / "table2_hyperparameters.tex",
         to_latex(
             disp,
-            f"Hyperparameters for IWSLT'14 De-En: config '{cfg.get('name')}' (dataset {dataset}) "
+            f"Hyperparameters for IWSLT'14 De-En: config '{cfg['name']}' (dataset {dataset}) "
             "beside the paper's Table 2.",
             "tab:hyperparameters",
         ),
     )
     to_png(
         disp,
-        f"Table 2: hyperparameters, config '{cfg.get('name')}' (dataset {dataset}) vs paper",
+        f"Table 2: hyperparameters, config '{cfg['name']}' (dataset {dataset}) vs paper",
         out / "table2_hyperparameters.png",
         style or {},
     )

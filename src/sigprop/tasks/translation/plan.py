@@ -40,7 +40,7 @@ def target_runs(config: Mapping[str, Any], target: str) -> list[Run]:
         raise KeyError(f"{target} needs translation.{target} in the config")
     sec = tr[target]
     if target == "fig14":
-        return [Run(sec["method"], int(sec["layers"]), int(sec.get("seed", 0)))]
+        return [Run(sec["method"], int(sec["layers"]), int(sec["seed"]))]
     return sorted(
         Run(m, int(x), s) for m in sec["methods"] for x in _as_list(sec["layers"]) for s in range(int(sec["seeds"]))
     )
@@ -48,8 +48,8 @@ def target_runs(config: Mapping[str, Any], target: str) -> list[Run]:
 
 def requested_targets(config: Mapping[str, Any]) -> list[str]:
     """The translation figures and tables the config's default target builds."""
-    figs = [f for f in config.get("figures", []) if f in TRANSLATION_FIGURES]
-    tabs = [t for t in config.get("tables", []) if t in TRANSLATION_TABLES]
+    figs = [f for f in config["figures"] if f in TRANSLATION_FIGURES]
+    tabs = [t for t in config["tables"] if t in TRANSLATION_TABLES]
     return figs + tabs
 
 
@@ -64,14 +64,14 @@ def run_spec(config: Mapping[str, Any], run: Run) -> dict[str, Any]:
     if opt_name not in tr["optimizers"]:
         raise KeyError(f"methods.{run.method}.optimizer = {opt_name!r} is not in translation.optimizers")
     return {
-        "config": config.get("name", "unnamed"),
+        "config": config["name"],
         "dataset": tr["dataset"],
         "method": run.method,
         "method_config": method,
         "optimizer": dict(tr["optimizers"][opt_name], name=opt_name),
         "layers": run.layers,
         "seed": run.seed,
-        "device": tr.get("device", "cpu"),
+        "device": tr["device"],
         "model": dict(tr["model"]),
         "training": dict(tr["training"]),
         "evaluation": dict(tr["evaluation"]),
@@ -92,7 +92,7 @@ def spec_json(config: Mapping[str, Any], run: Run, part: str = "evaluate") -> st
 
 def check_config(config: Mapping[str, Any]) -> None:
     """Cross-references the schema cannot express: methods and optimisers that exist, a dataset per target."""
-    tr, methods = config["translation"], config.get("methods", {})
+    tr, methods = config["translation"], config["methods"]
     for target in requested_targets(config):
         if target not in tr:
             raise ValueError(f"{target} is requested but translation.{target} is missing")
@@ -122,7 +122,7 @@ def method_init_spec(config: Mapping[str, Any], job_spec: str) -> dict[str, Any]
     if "model" not in config.get("translation", {}):
         raise KeyError(f"experiments.{METHOD_INIT} builds translation.model: add the translation section "
                        "(model, training) to the config")
-    tr, all_methods = config["translation"], config.get("methods", {})
+    tr, all_methods = config["translation"], config["methods"]
     from sigprop.grid import iter_inner
 
     names = sorted({p["method"] for p in iter_inner(spec["fixed"], spec["point"], spec["inner"])})
@@ -134,5 +134,5 @@ def method_init_spec(config: Mapping[str, Any], job_spec: str) -> dict[str, Any]
         **spec,
         "methods": {m: dict(all_methods[m]) for m in names},
         "model": dict(tr["model"]),
-        "label_smoothing": float(tr["training"].get("label_smoothing", 0.0)),
+        "label_smoothing": float(tr["training"]["label_smoothing"]),
     }
