@@ -15,12 +15,12 @@ checkpoint iwslt_status:
     conda:
         "../../envs/sigprop.yaml"
     params:
-        local_dir=DATA.get("local_dir") or "",
+        local_dir=DATA["local_dir"] or "",
         env_dir=os.environ.get(ENV_VAR, ""),
-        url=DATA.get("url") or "",
-        sha256=DATA.get("sha256") or "",
-        cache_dir=DATA.get("cache_dir", "data/cache/iwslt14"),
-        timeout=DATA.get("timeout_s", 60),
+        url=DATA["url"] or "",
+        sha256=DATA["sha256"] or "",
+        cache_dir=DATA["cache_dir"],
+        timeout=DATA["timeout_s"],
     shell:
         "python -m sigprop data-status --dataset {wildcards.dataset} --out {output}"
         " --local-dir={params.local_dir:q} --url={params.url:q} --sha256={params.sha256:q}"
