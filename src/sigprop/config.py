@@ -157,6 +157,17 @@ def _record(origins: dict, data: Any, source: str, path: tuple = ()) -> None:
             _record(origins, value, source, (*path, key))
 
 
+def layer_files(path: str | Path) -> list[Path]:
+    """The files a config file stands on, its base chain first and the file itself last."""
+    chain = [Path(path)]
+    while (name := load_config_file(chain[0]).get("base")) is not None:
+        base = chain[0].parent / str(name)
+        if base.resolve() in {p.resolve() for p in chain}:
+            raise ConfigError(f"{path}: the base: keys form a loop at {base}")
+        chain.insert(0, base)
+    return chain
+
+
 def load_layered(path: str | Path, _seen: tuple[Path, ...] = ()) -> tuple[dict, dict]:
     """A config file overlaid on the chain of files its ``base:`` keys name; returns the config (without
     ``base``) and the origins: key path -> the file that set it (for error messages)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from sigprop.analysis.registry import FIGURES, FigureSpec
+from sigprop.config import layer_files
 from sigprop.io import read_meta
 
 
@@ -31,9 +32,15 @@ def figure_sections(
 
 
 def config_summary(config_file: str | Path) -> dict[str, str]:
-    """The config file's path, sha256 and text."""
-    text = Path(config_file).read_text()
-    return {"path": str(config_file), "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
+    """The config file's path, sha256 and text; a scale file's base files (``base:``) are named in the path
+    ("quick.yaml over base.yaml") and their text comes first, each file under a header line."""
+    files = layer_files(config_file)
+    if len(files) == 1:
+        text = files[0].read_text()
+    else:
+        text = "".join(f"# ---- {f}\n{f.read_text()}" for f in files)
+    path = " over ".join(str(f) for f in reversed(files))
+    return {"path": path, "sha256": hashlib.sha256(text.encode()).hexdigest(), "text": text}
 
 
 def provenance_table(results_dir: str | Path) -> pd.DataFrame:
