@@ -13,7 +13,6 @@ Every workflow rule runs one of these commands (sigprop COMMAND --help for its a
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import sys
 import time
@@ -70,19 +69,22 @@ def train_toy(args: argparse.Namespace) -> None:
 
 def aggregate(args: argparse.Namespace) -> None:
     """Aggregate a figure's raw tables (or, for theory-only figures, its grid) into one table."""
-    from sigprop.analysis import aggregate
+    # the aggregate functions' home, imported for the job's code inputs (sigprop.codehash reads imports); the
+    # rule adds the module of a function the registry names elsewhere (aggregate.smk)
+    import sigprop.analysis.aggregate  # noqa: F401
     from sigprop.analysis.registry import figure_spec
     from sigprop.io import read_tables
 
     key = Path(args.out).stem
-    figure_spec(key)
+    spec = figure_spec(key)
+    run = spec.function("aggregate")
     if args.grid:
         from sigprop.config import iter_points
 
         source = pd.DataFrame(iter_points(json.loads(args.grid)))
     else:
         source = read_tables(args.raw)
-    table = aggregate.AGGREGATORS[key](source)
+    table = run(source)
     write_table(table, args.out, provenance(figure=key, inputs=len(args.raw)))
 
 
@@ -92,11 +94,10 @@ def plot(args: argparse.Namespace) -> None:
     from sigprop.plotting.style import Style, save
 
     key = Path(args.tables[0]).stem
-    figure_spec(key)
+    draw = figure_spec(key).function("plot")  # its module is a code input of the job (plot.smk)
     tables = {Path(p).stem: read_table(p) for p in args.tables}
     style = Style.from_config(json.loads(args.style))
-    module = importlib.import_module(f"sigprop.plotting.{key}")  # a code input of its plot job (plot.smk)
-    save(module.plot(tables, style), args.out, style.dpi)
+    save(draw(tables, style), args.out, style.dpi)
 
 
 def run_checks(args: argparse.Namespace) -> None:

@@ -94,8 +94,23 @@ def _registry(root: Mapping) -> Any:
 
 
 def load_schema(path: str | Path) -> dict:
-    """Read the YAML schema."""
-    return yaml.safe_load(Path(path).read_text())
+    """Read the YAML schema and fill in what the figure registry (:mod:`sigprop.analysis.registry`) defines.
+
+    The schema file lists neither the figures nor every experiment: ``figures`` takes the registry's keys, and
+    ``experiments`` takes every experiment a registry entry reads (those the file does not describe get the
+    generic ``$defs/experiment``).
+    """
+    from sigprop.analysis.registry import EXPERIMENTS, FIGURES
+
+    schema = yaml.safe_load(Path(path).read_text())
+    props = schema.get("properties", {})
+    if isinstance(props.get("figures", {}).get("items"), dict):
+        props["figures"]["items"]["enum"] = list(FIGURES)
+    if isinstance(props.get("experiments", {}).get("properties"), dict):
+        for name in EXPERIMENTS:
+            if name != "translation":  # the translation runs have their own section (translation:)
+                props["experiments"]["properties"].setdefault(name, {"$ref": "#/$defs/experiment"})
+    return schema
 
 
 def load_config_file(path: str | Path) -> dict:

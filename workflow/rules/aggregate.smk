@@ -5,6 +5,7 @@
 rule aggregate:
     input:
         code=code_inputs("aggregate"),
+        functions=aggregate_code,  # the module of its aggregate function (registry)
         raw=lambda wc: raw_files(wc.figure),
     output:
         # update(): Snakemake keeps the previous table until the job succeeds (restored if it fails)
@@ -14,20 +15,11 @@ rule aggregate:
     benchmark:
         "results/benchmarks/aggregate/{figure}.tsv"
     wildcard_constraints:
-        figure=r"fig(\d\d|S\d+)",
+        figure="|".join(FIGURES),
     conda:
         "../../envs/sigprop.yaml"
     params:
-        grid=lambda wc: (
-            ""
-            if figure_spec(wc.figure).raw
-            else "--grid "
-            + repr(
-                json.dumps(
-                    config["experiments"][figure_spec(wc.figure).experiments[0]]
-                )
-            )
-        ),
+        grid=aggregate_grid,
     shell:
         "python -m sigprop aggregate --out {output} {params.grid} {input.raw} > {log} 2>&1"
         " || (tail -n 5 {log} >&2; exit 1)"

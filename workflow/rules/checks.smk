@@ -4,6 +4,7 @@
 rule checks:
     input:
         code=code_inputs("checks"),
+        functions=checks_code(),  # the modules of the checks functions (registry)
         tables=[
             f"results/aggregated/{f}.parquet"
             for f in config["figures"]

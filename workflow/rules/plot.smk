@@ -1,10 +1,10 @@
-# Figures: aggregated tables -> figures/<stem>.pdf and .png. Each figure's plotting module is an
-# input, so editing one figure's code reruns only that figure.
+# Figures: aggregated tables -> figures/<stem>.pdf and .png. The module of each figure's plot function
+# (sigprop.analysis.registry) is an input, so editing one figure's code reruns only that figure.
 
 
 rule plot:
     input:
-        unpack(plot_inputs),
+        unpack(figure_plot_inputs),
     output:
         pdf=update("figures/{stem}.pdf"),  # kept until the job succeeds (as aggregate.smk)
         png=update("figures/{stem}.png"),

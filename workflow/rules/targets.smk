@@ -1,5 +1,37 @@
 # What each figure and table stands on, over the init-time (common.smk) and translation
-# (translation_common.smk) parts: the input functions of the aggregate rule and of the default target.
+# (translation_common.smk) parts: the input functions of the aggregate, plot and checks rules and of the
+# default target. Every figure is one entry of sigprop.analysis.registry.FIGURES: its experiments, and its
+# aggregate, checks and plot functions (named there, imported only by the job that runs them).
+from sigprop.analysis.registry import check_modules
+
+
+def aggregate_code(wildcards):
+    """The module of a figure's aggregate function and what it imports: code inputs no import statement names."""
+    return code_inputs("aggregate", figure_spec(wildcards.figure).aggregate_module)
+
+
+def aggregate_grid(wildcards):
+    """``--grid JSON`` of a theory-only figure (computed from its experiment's grid, no raw table), else ''."""
+    spec = figure_spec(wildcards.figure)
+    if spec.raw:
+        return ""
+    return "--grid " + repr(
+        json.dumps(config["experiments"][next(iter(spec.experiments))])
+    )
+
+
+def figure_plot_inputs(wildcards):
+    """Tables and code of one figure: the plot command's imports and the module of its plot function."""
+    key = STEMS[wildcards.stem]
+    return {
+        "tables": figure_tables(key),
+        "code": code_inputs("plot", FIGURES[key].plot_module),
+    }
+
+
+def checks_code():
+    """The modules of the figures' checks functions and what they import (named by the registry only)."""
+    return code_inputs("checks", *check_modules())
 
 
 def raw_files(figure):

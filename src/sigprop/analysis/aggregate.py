@@ -523,25 +523,3 @@ def figS3(raw: pd.DataFrame) -> pd.DataFrame:
         raw = raw[(raw.activation == "relu") & (raw.attention == "softmax")]
     keep = raw[raw.metric.isin(RANK_METRICS)]
     return summarise(keep, ["norm", "alpha", "metric", "layer"], keep_seeds=True)
-
-
-AGGREGATORS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    "fig03": fig03,
-    "fig04": fig04,
-    "fig07": fig07,
-    "fig08": fig08,
-    "fig09": fig09,
-    "figS4": figS4,
-    "fig10": fig10,
-    "fig11": fig11,
-    "fig12": fig12,
-    "fig13": fig13,
-    "fig05": fig05,
-    "fig01": fig01,
-    "fig06": fig06,
-    "fig14": fig14,
-    "table1": table1,
-    "figS1": figS1,
-    "figS2": figS2,
-    "figS3": figS3,
-}

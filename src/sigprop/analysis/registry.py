@@ -1,22 +1,87 @@
-"""The registry of figures: output names, the experiments they read, and their captions."""
+"""The registry of figures: one entry per figure names everything it is made of.
+
+A figure is one :class:`FigureSpec` in :data:`FIGURES`: its output stem, caption and claim, the experiments it
+reads (their names in the config's ``experiments`` section, each with its :class:`Kind`), and the three functions
+that make it, named ``"module:function"``:
+
+- ``aggregate``: raw tables -> ``results/aggregated/<key>.parquet`` (``python -m sigprop aggregate``);
+- ``checks``: that table -> rows of ``results/checks.csv`` (``python -m sigprop checks``), or None;
+- ``plot``: the aggregated tables and the style -> the figure (``python -m sigprop plot``).
+
+The names are resolved (imported) only where a function runs (:func:`resolve`), so this module imports neither
+torch nor pandas: the Snakefile imports it on every run. Everything else reads the figures from here: the
+config schema's list of figures (:func:`sigprop.config.load_schema`), the workflow's targets, rule inputs and
+wildcard constraints (``workflow/rules/``), the commands' dispatch (:mod:`sigprop.cli`,
+:func:`sigprop.tasks.init_time.run_point`), the checks (:data:`sigprop.analysis.checks.CHECKS`) and the report.
+``tests/test_registry.py`` checks the registry against the files (README "Adding a figure").
+
+A job's code inputs (:mod:`sigprop.codehash`) come from import statements, which never name these functions:
+the plot, aggregate and checks rules add the modules named here to their code inputs (``targets.smk``).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import KW_ONLY, dataclass
+from typing import Any
+
+
+class RegistryError(KeyError):
+    """A registry entry that names a function that cannot be found, or a name no entry has."""
+
+    def __str__(self) -> str:  # KeyError would print the message's repr
+        return str(self.args[0]) if self.args else ""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """What computes an experiment's raw tables.
+
+    ``name`` is the ``kind`` of its jobs' specs (:func:`sigprop.config.experiment_jobs`); ``run`` the function
+    that runs them; ``rule`` the workflow rule that calls it; ``jobs`` how its raw tables are laid out:
+    ``grid`` (``results/raw/<experiment>/<point>/seeds~a-b.parquet``, one job per grid point and batch of seeds),
+    ``seed`` (``results/raw/<experiment>/seed~<s>.parquet``, one training run per seed) or ``runs`` (the
+    translation runs of :mod:`sigprop.tasks.translation.plan`).
+    """
+
+    name: str
+    run: str
+    rule: str = "simulate"
+    jobs: str = "grid"
+
+
+#: the experiment kinds: ``run(params, seeds) -> tidy table`` for the simulate rule (sigprop.tasks.init_time)
+ENCODER_INIT = Kind("encoder_init", "sigprop.tasks.init_time:encoder_init")
+SIGNAL_PROPAGATION = Kind("signal_propagation", "sigprop.tasks.init_time:signal_propagation")
+ATTENTION_CONCENTRATION = Kind("attention_concentration", "sigprop.tasks.init_time:attention_concentration_vs_dk")
+ATTENTION_JACOBIANS = Kind("attention_jacobians", "sigprop.tasks.init_time:attention_jacobians")
+METHOD_INIT = Kind("method_init", "sigprop.tasks.translation.initprobe:run", rule="simulate_method_init")  # Fig S1
+TOY_REVERSAL = Kind("toy_reversal", "sigprop.tasks.toy_reversal:run_toy", rule="train_toy", jobs="seed")  # Fig 5
+TRANSLATION = Kind("translation", "sigprop.tasks.translation.job:train", rule="train_translation", jobs="runs")
 
 
 @dataclass(frozen=True)
 class FigureSpec:
-    """One figure of the paper."""
+    """One figure of the paper (or a supplementary one): what it reads and the functions that make it."""
 
-    stem: str
-    experiments: tuple[str, ...]
+    stem: str  # figures/<stem>.{pdf,png}
+    experiments: Mapping[str, Kind]  # the config's experiments.<name> it reads -> its kind
     caption: str
+    _: KW_ONLY
+    aggregate: str  # "module:function": raw tables (or, raw=False, the grid) -> the aggregated table
+    checks: str | None  # "module:function": the aggregated table -> list of Check; None: no checks
+    plot: str  # "module:function": (tables by key, Style) -> matplotlib figure
     raw: bool = True  # False: computed from the theory alone
     tables: tuple[str, ...] = ()  # aggregated tables the plot reads besides its own
     claim: str = ""  # what the paper says this figure shows, for the report
     translation: bool = False  # trains on IWSLT'14 (workflow/rules/translation.smk): built only when the data is there
     iwslt: bool = False  # reads IWSLT'14 batches without training (Fig S1): built only when its data is there
+
+    @property
+    def key(self) -> str:
+        """The figure's key in :data:`FIGURES` (``fig03``, ``figS1``): the stem up to the first underscore."""
+        return self.stem.split("_")[0]
 
     @property
     def needs_data(self) -> bool:
@@ -26,14 +91,57 @@ class FigureSpec:
     @property
     def checked(self) -> bool:
         """Whether the checks (README "Checks", :mod:`sigprop.analysis.checks`) cover this figure."""
-        return self.stem[:5] in CHECKED
+        return self.checks is not None
+
+    @property
+    def plot_module(self) -> str:
+        """The module of the plot function (a code input of the figure's plot job)."""
+        return module_of(self.plot)
+
+    @property
+    def aggregate_module(self) -> str:
+        """The module of the aggregate function (a code input of the figure's aggregate job)."""
+        return module_of(self.aggregate)
+
+    def function(self, role: str) -> Callable[..., Any]:
+        """The figure's ``aggregate``, ``checks`` or ``plot`` function, imported now."""
+        ref = getattr(self, role)
+        if ref is None:
+            raise RegistryError(f"{self.key} has no {role} function (its entry in sigprop.analysis.registry)")
+        return resolve(ref, f"FIGURES[{self.key!r}].{role}")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """An aggregated table of the paper that is not a figure (Table 1): its experiments and functions."""
+
+    stem: str  # results/tables/<stem>.{csv,tex,png}
+    experiments: Mapping[str, Kind]
+    _: KW_ONLY
+    aggregate: str
+    checks: str | None
+
+    @property
+    def key(self) -> str:
+        """The table's key in :data:`TABLES`."""
+        return self.stem.split("_")[0]
+
+    def function(self, role: str) -> Callable[..., Any]:
+        """The table's ``aggregate`` or ``checks`` function, imported now."""
+        ref = getattr(self, role)
+        if ref is None:
+            raise RegistryError(f"{self.key} has no {role} function (its entry in sigprop.analysis.registry)")
+        return resolve(ref, f"TABLES[{self.key!r}].{role}")
 
 
 FIGURES: dict[str, FigureSpec] = {
     "fig03": FigureSpec(
         "fig03_postln_init",
-        ("encoder_init",),
+        {"encoder_init": ENCODER_INIT},
         "POST-LN encoder at init: token cosine and Q/K, V gradient norms (relative to layer 1) per layer.",
+        aggregate="sigprop.analysis.aggregate:fig03",
+        checks="sigprop.analysis.checks:fig03",
+        plot="sigprop.plotting.fig03:plot",
         claim=(
             "Larger residual scales align the tokens faster with depth (rank collapse); as the tokens align, the "
             "query/key gradients vanish with depth while the value gradients do not. 1/sqrt(L) keeps the cosine "
@@ -42,9 +150,12 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig04": FigureSpec(
         "fig04_correlation_norms",
-        ("encoder_init",),
+        {"encoder_init": ENCODER_INIT},
         "Token correlation per layer for PRE-LN, POST-LN and No-LN (ReLU, softmax); solid unscaled, dashed "
         "1/sqrt(L); grey: No-LN with linear activation and uniform attention, with its closed-form theory (dotted).",
+        aggregate="sigprop.analysis.aggregate:fig04",
+        checks="sigprop.analysis.checks:fig04",
+        plot="sigprop.plotting.fig04:plot",
         claim=(
             "Without 1/sqrt(L) scaling the token correlation goes to 1 with depth for PRE-LN, POST-LN and No-LN; "
             "with it, the correlation stays bounded. The theory (dotted) is that of the No-LN block with linear "
@@ -54,9 +165,12 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig05": FigureSpec(
         "fig05_adam_effective_lr",
-        ("toy_reversal",),
+        {"toy_reversal": TOY_REVERSAL},
         "Adam's effective learning rate lr/(sqrt(v_hat)+eps) (median over entries) of Wq, Wk, Wv per layer while a "
         "5-layer POST-LN encoder learns to reverse 20 digits; last panel: token accuracy.",
+        aggregate="sigprop.analysis.aggregate:fig05",
+        checks="sigprop.analysis.checks:fig05",
+        plot="sigprop.plotting.fig05:plot",
         claim=(
             "Adam gives the queries and keys a larger effective learning rate than the values, compensating for "
             "their smaller gradients."
@@ -64,8 +178,11 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig07": FigureSpec(
         "fig07_uniform_attention",
-        ("attention_concentration",),
+        {"attention_concentration": ATTENTION_CONCENTRATION},
         "Distance of softmax attention from uniform, (1/n^2)|A - 11^T/n|^2, against d_k (Glorot init).",
+        aggregate="sigprop.analysis.aggregate:fig07",
+        checks="sigprop.analysis.checks:fig07",
+        plot="sigprop.plotting.fig07:plot",
         claim=(
             "At Glorot init the softmax attention approaches uniform as d_k grows, as 1/d_k^2 once d_k exceeds "
             "d_v: the uniform-attention assumption is accurate at large width."
@@ -73,8 +190,11 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig08": FigureSpec(
         "fig08_signal_propagation",
-        ("signal_propagation",),
+        {"signal_propagation": SIGNAL_PROPAGATION},
         "Squared norm and correlation of the tokens per layer, No-LN linear, with theory (dashed).",
+        aggregate="sigprop.analysis.aggregate:fig08",
+        checks="sigprop.analysis.checks:fig08",
+        plot="sigprop.plotting.fig08:plot",
         claim=(
             "Under uniform attention the squared norm grows geometrically with depth and the correlation tends to 1 "
             "unless the residual branches are scaled by 1/sqrt(L); the closed-form theory matches the simulation."
@@ -82,8 +202,11 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig09": FigureSpec(
         "fig09_preln_init",
-        ("encoder_init",),
+        {"encoder_init": ENCODER_INIT},
         "PRE-LN encoder at init: token cosine and Q/K, V gradient norms (relative to layer 1) per layer.",
+        aggregate="sigprop.analysis.aggregate:fig09",
+        checks="sigprop.analysis.checks:fig09",
+        plot="sigprop.plotting.fig09:plot",
         claim=(
             "PRE-LN shows the same ordering as POST-LN: larger alpha, faster token alignment and faster decay of "
             "the query/key gradients."
@@ -91,9 +214,12 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "figS4": FigureSpec(
         "figS4_qk_init",
-        ("encoder_init",),
+        {"encoder_init": ENCODER_INIT},
         "Supplementary: Fig 3 (POST-LN at init) under two query/key init conventions, variance 1/d_model "
         "(top, Figs 3, 4, 9) and 1/d_k per head (bottom).",
+        aggregate="sigprop.analysis.aggregate:figS4",
+        checks="sigprop.analysis.checks:figS4",
+        plot="sigprop.plotting.figS4:plot",
         claim=(
             "Not in the paper: the query/key init variance changes Fig 3. With 1/d_k (4 heads) the attention "
             "logits are large, the attention is peaked and the value gradients no longer grow with depth; with "
@@ -102,9 +228,12 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig10": FigureSpec(
         "fig10_norm_density",
-        ("norm_density",),
+        {"norm_density": SIGNAL_PROPAGATION},
         "Density of |X^l|^2 for depths 1-10: uniform vs softmax attention, two input scales; one row per "
         "residual scale alpha.",
+        aggregate="sigprop.analysis.aggregate:fig10",
+        checks="sigprop.analysis.checks:fig10",
+        plot="sigprop.plotting.fig10:plot",
         claim=(
             "With input std 1/sqrt(d), uniform attention predicts the mean squared norm of softmax attention "
             "well; with std 1 the softmax deviates; the distribution grows heavy-tailed with depth. Here the "
@@ -114,8 +243,11 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig11": FigureSpec(
         "fig11_gradient_formulas",
-        ("jacobian_sweeps",),
+        {"jacobian_sweeps": ATTENTION_JACOBIANS},
         "|dS/dWq|^2 and |dS/dWv|^2 from autodiff against the closed-form formulas.",
+        aggregate="sigprop.analysis.aggregate:fig11",
+        checks="sigprop.analysis.checks:fig11",
+        plot="sigprop.plotting.fig11:plot",
         claim=(
             "The closed-form gradient norms of queries (cubic in the input variance, ~(1-rho)^2) and values "
             "(linear in the variance, growing with rho) match autodiff; the softmax deviates as the input std "
@@ -124,8 +256,11 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig12": FigureSpec(
         "fig12_gradient_ratio_empirical",
-        ("jacobian_grid",),
+        {"jacobian_grid": ATTENTION_JACOBIANS},
         "log10 |grad Q| / |grad V| measured by autodiff over (rho, s, n, d).",
+        aggregate="sigprop.analysis.aggregate:fig12",
+        checks=None,
+        plot="sigprop.plotting.fig12:plot",
         tables=("fig13",),
         claim=(
             "The query gradients are much smaller than the value gradients for correlated or small-variance "
@@ -134,17 +269,23 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig13": FigureSpec(
         "fig13_gradient_ratio_theory",
-        ("jacobian_grid",),
+        {"jacobian_grid": ATTENTION_JACOBIANS},
         "log10 |grad Q| / |grad V| from the formulas over the grid of Fig 12.",
+        aggregate="sigprop.analysis.aggregate:fig13",
+        checks=None,
+        plot="sigprop.plotting.fig13:plot",
         raw=False,
         tables=("fig12",),
         claim="The formulas reproduce the pattern of the measured ratios of Fig 12.",
     ),
     "fig01": FigureSpec(
         "fig01_cosine_training",
-        ("translation",),
+        {"translation": TRANSLATION},
         "Token cosine of the encoder during IWSLT'14 De-En training, POST-LN with Adam, increasing depth, "
         "with and without 1/sqrt(L) residual scaling.",
+        aggregate="sigprop.analysis.aggregate:fig01",
+        checks="sigprop.analysis.claims:fig01",
+        plot="sigprop.plotting.fig01:plot",
         translation=True,
         claim=(
             "Without residual scaling the tokens are more aligned at initialisation the deeper the model, which "
@@ -153,9 +294,12 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig06": FigureSpec(
         "fig06_bleu_depth",
-        ("translation",),
+        {"translation": TRANSLATION},
         "Test BLEU against the number of blocks X (X encoder, X decoder) for Adam POST-LN, Adam PRE-LN and SGD "
         "with residual scaling and temperature.",
+        aggregate="sigprop.analysis.aggregate:fig06",
+        checks="sigprop.analysis.claims:fig06",
+        plot="sigprop.plotting.fig06:plot",
         translation=True,
         claim=(
             "SGD with 1/sqrt(L) residual scaling and an inverse temperature keeps up with Adam and trains deeper "
@@ -164,10 +308,13 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "fig14": FigureSpec(
         "fig14_sgd_temperature_dynamics",
-        ("translation",),
+        {"translation": TRANSLATION},
         "During SGD-temperature training: token cosine, trained alpha1, alpha2 and token norm per layer at a few "
         "update steps. The update-0 curve is the initialisation, where the inverse temperature's warm-up starts: "
         "tau = 0, i.e. exactly uniform attention (the legend gives tau at each step).",
+        aggregate="sigprop.analysis.aggregate:fig14",
+        checks="sigprop.analysis.claims:fig14",
+        plot="sigprop.plotting.fig14:plot",
         translation=True,
         claim=(
             "The trained residual scales grow during training but the token correlation does not increase much; "
@@ -177,11 +324,14 @@ FIGURES: dict[str, FigureSpec] = {
     # ---- supplementary figures: the paper's init-time theory tested where the paper did not look ----
     "figS1": FigureSpec(
         "figS1_methods_init",
-        ("method_init",),
+        {"method_init": METHOD_INIT},
         "Supplementary: the translation models of Table 1's methods at initialisation on real IWSLT'14 batches "
         "(dataset named in the figure): per-layer token cosine and self-attention Q/K, V gradient norms of the "
         "label-smoothed loss relative to layer 1, encoder (top) and decoder (bottom), and the last layer's "
         "cosine against the number of blocks per stack. Legend: the paper's Table 1 BLEU.",
+        aggregate="sigprop.analysis.aggregate:figS1",
+        checks="sigprop.analysis.checks:figS1",
+        plot="sigprop.plotting.figS1:plot",
         iwslt=True,
         claim=(
             "Not in the paper, which shows rank collapse at init on a synthetic encoder (Figs 3, 4, 9) and the "
@@ -192,10 +342,13 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "figS2": FigureSpec(
         "figS2_depth_limit",
-        ("depth_limit",),
+        {"depth_limit": SIGNAL_PROPAGATION},
         "Supplementary: last-layer correlation rho^L and squared norm |X^L|^2 against the depth L (No-LN, "
         "linear, Fig 8's setting), alpha^2 = 1/L against alpha = 1, uniform and softmax attention; lines: the "
         "finite-L closed form (dashed) and the L -> infinity limit (dotted).",
+        aggregate="sigprop.analysis.aggregate:figS2",
+        checks="sigprop.analysis.checks:figS2",
+        plot="sigprop.plotting.figS2:plot",
         claim=(
             "The paper states the L -> infinity limits without plotting them: with alpha^2 = a/L the correlation "
             "tends to a constant below 1 and the norm to a finite value; with constant alpha the correlation "
@@ -204,10 +357,13 @@ FIGURES: dict[str, FigureSpec] = {
     ),
     "figS3": FigureSpec(
         "figS3_rank_measures",
-        ("encoder_init",),
+        {"encoder_init": ENCODER_INIT},
         "Supplementary: per layer, token cosine beside two rank measures, the relative residual "
         "|X - 1 xbar^T|_F / |X|_F (Dong et al., 2021) and the stable rank |X|_F^2 / |X|_2^2, for POST-LN, "
         "PRE-LN and No-LN encoders at init (the runs of Figs 3, 4, 9).",
+        aggregate="sigprop.analysis.aggregate:figS3",
+        checks="sigprop.analysis.checks:figS3",
+        plot="sigprop.plotting.figS3:plot",
         claim=(
             "Not in the paper, which measures collapse by the token angle only: if the alignment is rank "
             "collapse, the distance from rank one (relative residual) and the stable rank fall with alpha where "
@@ -216,23 +372,74 @@ FIGURES: dict[str, FigureSpec] = {
     ),
 }
 
-CHECKED = frozenset({"fig03", "fig04", "fig05", "fig07", "fig08", "fig09", "figS4", "fig10", "fig11", "table1",
-                     "figS1", "figS2", "figS3", "fig01", "fig06", "fig14"})
-
-# experiment name in the config -> experiment kind in sigprop.tasks.init_time.KINDS
-EXPERIMENT_KINDS: dict[str, str] = {
-    "encoder_init": "encoder_init",
-    "signal_propagation": "signal_propagation",
-    "norm_density": "signal_propagation",
-    "attention_concentration": "attention_concentration",
-    "jacobian_sweeps": "attention_jacobians",
-    "jacobian_grid": "attention_jacobians",
-    "depth_limit": "signal_propagation",  # Fig S2
-    "method_init": "method_init",  # Fig S1: IWSLT batches, rule simulate_method_init (tasks.translation.initprobe)
+# the aggregated tables that are not figures (written by the table1 rule, sigprop.plotting.tables.write_table1)
+TABLES: dict[str, TableSpec] = {
+    "table1": TableSpec(
+        "table1_bleu",
+        {"translation": TRANSLATION},
+        aggregate="sigprop.analysis.aggregate:table1",
+        checks="sigprop.analysis.checks:table1",
+    ),
 }
 
-# experiments trained by a rule of their own, one raw table per seed: results/raw/<name>/seed~<s>.parquet
-TRAINING_EXPERIMENTS: dict[str, str] = {"toy_reversal": "train_toy"}
+ROLES = ("aggregate", "checks", "plot")
+
+
+def module_of(ref: str) -> str:
+    """The module part of ``"module:function"``."""
+    return ref.partition(":")[0]
+
+
+def resolve(ref: str, where: str = "a registry entry") -> Callable[..., Any]:
+    """Import the function ``ref`` (``"module:function"``); a wrong name raises :class:`RegistryError` saying
+    which entry names it, what is missing and how to fix it."""
+    fix = "fix the entry in src/sigprop/analysis/registry.py"
+    module, sep, name = ref.partition(":") if isinstance(ref, str) else ("", "", "")
+    if not sep or not module or not name or ":" in name:
+        raise RegistryError(f"{where} = {ref!r} is not 'module:function' (e.g. "
+                            f"'sigprop.analysis.aggregate:fig03'); {fix}")
+    try:
+        mod = importlib.import_module(module)
+    except ModuleNotFoundError as err:
+        if err.name is None or not (module == err.name or module.startswith(err.name + ".")):
+            raise  # the module exists but imports something missing: that error is the one to see
+        raise RegistryError(f"{where} = {ref!r}: there is no module {module}; {fix}") from err
+    fn = getattr(mod, name, None)
+    if fn is None:
+        raise RegistryError(f"{where} = {ref!r}: module {module} ({mod.__file__}) has no {name!r}; "
+                            f"define it there or {fix}")
+    if not callable(fn):
+        raise RegistryError(f"{where} = {ref!r}: {module}.{name} is a {type(fn).__name__}, not a function; {fix}")
+    return fn
+
+
+def _experiments() -> dict[str, Kind]:
+    """Every experiment of the config that an entry reads -> its kind (one kind per name across entries)."""
+    out: dict[str, Kind] = {}
+    for key, spec in [*FIGURES.items(), *TABLES.items()]:
+        for name, kind in spec.experiments.items():
+            if out.setdefault(name, kind) != kind:
+                raise ValueError(f"sigprop.analysis.registry: experiment {name!r} is {out[name].name} in one entry "
+                                 f"and {kind.name} in {key}: one experiment has one kind")
+    return out
+
+
+#: experiment name in the config -> its kind
+EXPERIMENTS: dict[str, Kind] = _experiments()
+#: experiments run as grid jobs (simulate, simulate_method_init): name -> the ``kind`` of their job specs
+EXPERIMENT_KINDS: dict[str, str] = {n: k.name for n, k in EXPERIMENTS.items() if k.jobs == "grid"}
+#: experiments trained by a rule of their own, one raw table per seed: results/raw/<name>/seed~<s>.parquet
+TRAINING_EXPERIMENTS: dict[str, str] = {n: k.rule for n, k in EXPERIMENTS.items() if k.jobs == "seed"}
+#: every kind by its name
+KINDS: dict[str, Kind] = {k.name: k for k in EXPERIMENTS.values()}
+
+
+def kind_function(kind: str, rule: str = "simulate") -> Callable[..., Any]:
+    """The function that runs one job of ``kind`` for ``rule`` (e.g. :func:`sigprop.tasks.init_time.run_point`'s)."""
+    known = sorted(k.name for k in KINDS.values() if k.rule == rule)
+    if kind not in KINDS or KINDS[kind].rule != rule:
+        raise RegistryError(f"unknown experiment kind {kind!r} for rule {rule}; known kinds: {', '.join(known)}")
+    return resolve(KINDS[kind].run, f"kind {kind!r}.run")
 
 
 def figure_spec(name: str) -> FigureSpec:
@@ -244,5 +451,40 @@ def figure_spec(name: str) -> FigureSpec:
         key = f"figS{int(key[4:])}"
     if key not in FIGURES:
         known = ", ".join(f"{k} ({v.stem})" for k, v in FIGURES.items())
-        raise KeyError(f"no figure {name!r}; the figures are: {known}")
+        raise RegistryError(f"no figure {name!r}; the figures are: {known}")
     return FIGURES[key]
+
+
+def checks_functions() -> dict[str, Callable[..., Any]]:
+    """Figure or table key -> its checks function, for every entry that has one (imported now)."""
+    return {key: spec.function("checks") for key, spec in [*FIGURES.items(), *TABLES.items()]
+            if spec.checks is not None}
+
+
+def check_modules() -> list[str]:
+    """The modules of every checks function (code inputs of the checks rule)."""
+    return sorted({module_of(s.checks) for s in [*FIGURES.values(), *TABLES.values()] if s.checks is not None})
+
+
+def problems() -> list[str]:
+    """Every reference of the registry that does not resolve to a function, and keys that do not match stems."""
+    out = []
+    entries: list[tuple[str, str, Any]] = [*(("FIGURES", k, s) for k, s in FIGURES.items()),
+                                           *(("TABLES", k, s) for k, s in TABLES.items())]
+    for table, key, spec in entries:
+        if spec.key != key:
+            out.append(f"{table}[{key!r}]: the entry with stem {spec.stem!r} belongs under the key {spec.key!r} "
+                       "(a key is its stem up to the first underscore)")
+        for role in ROLES:
+            ref = getattr(spec, role, None)
+            if ref is not None:
+                try:
+                    resolve(ref, f"{table}[{key!r}].{role}")
+                except RegistryError as err:
+                    out.append(str(err))
+    for kind in KINDS.values():
+        try:
+            resolve(kind.run, f"kind {kind.name!r}.run")
+        except RegistryError as err:
+            out.append(str(err))
+    return out

@@ -9,13 +9,14 @@ same numbers at every parameter point (paired comparisons) and on every run (bit
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from sigprop.analysis.registry import kind_function
 from sigprop.grid import iter_inner
 from sigprop.model import Encoder, Stack, attention_weights, block_config
 from sigprop.params import input_std
@@ -153,21 +154,12 @@ def attention_jacobians(p: Params, seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-KINDS: dict[str, Callable[[Params, list[int]], pd.DataFrame]] = {
-    "encoder_init": encoder_init,
-    "signal_propagation": signal_propagation,
-    "attention_concentration": attention_concentration_vs_dk,
-    "attention_jacobians": attention_jacobians,
-}
-
-
 def run_point(kind: str, fixed: Params, point: Params, inner: Any, seeds: list[int]) -> pd.DataFrame:
     """Run one job: every inner point of ``point`` for ``seeds``; return the tidy table with parameter columns."""
-    if kind not in KINDS:
-        raise KeyError(f"unknown experiment kind {kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+    run = kind_function(kind, rule="simulate")  # the kind's function (sigprop.analysis.registry), e.g. encoder_init
     frames = []
     for params in iter_inner(fixed, point, inner):
-        df = KINDS[kind](params, seeds)
+        df = run(params, seeds)
         for key in sorted(params, reverse=True):
             value = params[key]
             df.insert(0, key, str(value) if isinstance(value, str) else value)
