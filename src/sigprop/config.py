@@ -73,7 +73,7 @@ def _check(
 
 def _origin(err: jsonschema.ValidationError, origins: Mapping | None) -> str:
     """'FILE: ' of the file that set the offending key (the longest recorded prefix of its path), or ''."""
-    if not origins:
+    if not origins or err.validator == "required":  # a missing key: any file of the chain may add it
         return ""
     path = tuple(err.absolute_path)
     if err.validator == "additionalProperties" and isinstance(err.instance, Mapping):
@@ -137,8 +137,33 @@ def check_config_file(path: str | Path, schema_path: str | Path) -> dict:
     returns the config the workflow would run, the schema's defaults filled in."""
     config, origins = load_layered(path)
     coerce_to_schema(config, load_schema(schema_path))
-    validate_config(config, schema_path, origins)
+    try:
+        validate_config(config, schema_path, origins)
+    except ConfigError as err:
+        path = Path(path)
+        text = _name_files(err, layer_files(path))
+        users = [p.name for p in sorted(path.parent.glob("*.yaml")) if p != path and _names_base(p, path)]
+        if users:
+            text += (f"\n{path} is the base of {', '.join(users)}, not a config of its own: check a file that "
+                     f"names it (base: {path.name})")
+        raise ConfigError(text) from err
     return config
+
+
+def _name_files(err: ConfigError, files: list) -> str:
+    """The message with the files laid over each other named in its first line ('a.yaml over base.yaml')."""
+    if len(files) < 2:
+        return str(err)
+    chain = " over ".join(map(str, files[::-1]))
+    return str(err).replace("invalid configuration:", f"invalid configuration ({chain}):", 1)
+
+
+def _names_base(path: Path, base: Path) -> bool:
+    try:
+        name = load_config_file(path).get("base")
+    except ConfigError:
+        return False
+    return isinstance(name, str) and (path.parent / name).resolve() == base.resolve()
 
 
 # ---------------------------------------------------------------- a scale file over its base
@@ -233,7 +258,10 @@ def workflow_config(
     _record(origins, overrides, "--config")
     merged = merge(merged, overrides)
     coerce_to_schema(merged, load_schema(schema_path))
-    validate_config(merged, schema_path, origins)
+    try:
+        validate_config(merged, schema_path, origins)
+    except ConfigError as err:
+        raise ConfigError(_name_files(err, [*layer_files(files[0]), *files[1:]])) from err
     config.clear()
     config.update(merged)
     return origins
