@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import json
 import re
 import subprocess
 import sys
@@ -148,11 +149,18 @@ def test_one_experiment_with_two_kinds_is_refused(monkeypatch):
         registry._experiments()
 
 
-def test_unknown_kind_lists_the_kinds_of_the_rule():
-    with pytest.raises(RegistryError, match="unknown experiment kind 'toy_reversal' for rule simulate; known kinds: "
-                                            "attention_concentration, attention_jacobians, encoder_init, "
-                                            "signal_propagation"):
-        registry.kind_function("toy_reversal")
+def test_a_simulate_job_reads_its_function_from_its_spec_not_the_registry():
+    """A caption edit in the registry reruns no simulation: the job spec names the function the job runs."""
+    from sigprop.config import experiment_jobs
+    from sigprop.tasks.init_time import run_point
+
+    spec = json.loads(experiment_jobs("encoder_init", {"seeds": 1, "grid": [{"alpha": ["1"]}]}, "encoder_init")[0].spec)
+    assert spec["run"] == registry.ENCODER_INIT.run == "sigprop.tasks.init_time:encoder_init"
+    assert "sigprop.analysis.registry" not in set(closure(ENTRY_POINTS["simulate"], SRC))
+    with pytest.raises(ValueError, match="the simulate rule runs functions of sigprop.tasks.init_time only"):
+        run_point("sigprop.tasks.toy_reversal:run_toy", {}, {}, None, [0])
+    with pytest.raises(ValueError, match="fix the kind's entry"):
+        run_point("sigprop.tasks.init_time:no_such_experiment", {}, {}, None, [0])
 
 
 def test_figure_names_in_every_spelling():

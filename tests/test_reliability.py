@@ -195,6 +195,7 @@ def _run_recording_imports(tmp_path: Path, module: str, *args: str, env: dict | 
 def test_walk_covers_every_module_the_commands_load(tmp_path, copy_data):  # noqa: F811 (fixture)
     """Run each command on tiny inputs; every sigprop module it loaded must be among its rule's code inputs."""
     conc = {"experiment": "attention_concentration", "kind": "attention_concentration",
+            "run": "sigprop.tasks.init_time:attention_concentration_vs_dk",
             "fixed": {"n_tokens": 8, "d_v": 8}, "point": {}, "inner": {"d_k": [1, 16, 256]}, "seeds": [0, 1]}
     raw = tmp_path / "raw.parquet"
     agg = tmp_path / "fig07.parquet"

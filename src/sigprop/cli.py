@@ -32,7 +32,7 @@ def simulate(args: argparse.Namespace) -> None:
 
     spec = json.loads(args.spec)
     start = time.perf_counter()
-    df = run_point(spec["kind"], spec["fixed"], spec["point"], spec["inner"], spec["seeds"])
+    df = run_point(spec["run"], spec["fixed"], spec["point"], spec["inner"], spec["seeds"])
     meta = provenance(
         config=args.config_name,
         config_hash=config_hash(spec),

@@ -422,7 +422,13 @@ class Job:
 
 
 def experiment_jobs(name: str, exp: Mapping, kind: str) -> list[Job]:
-    """The jobs of one experiment: grid points x batches of ``seeds_per_job`` seeds."""
+    """The jobs of one experiment: grid points x batches of ``seeds_per_job`` seeds.
+
+    Each job's spec names the function that runs it (``run``, from the kind's registry entry), so that the job
+    itself never reads the registry: editing a caption there reruns no simulation.
+    """
+    from sigprop.analysis.registry import KINDS
+
     seeds = list(range(int(exp["seeds"])))
     per = int(exp.get("seeds_per_job", len(seeds)))
     jobs, seen = [], {}
@@ -437,6 +443,7 @@ def experiment_jobs(name: str, exp: Mapping, kind: str) -> list[Job]:
                 {
                     "experiment": name,
                     "kind": kind,
+                    "run": KINDS[kind].run,
                     "fixed": exp.get("fixed", {}),
                     "point": point,
                     "inner": exp.get("inner"),

@@ -434,14 +434,6 @@ TRAINING_EXPERIMENTS: dict[str, str] = {n: k.rule for n, k in EXPERIMENTS.items(
 KINDS: dict[str, Kind] = {k.name: k for k in EXPERIMENTS.values()}
 
 
-def kind_function(kind: str, rule: str = "simulate") -> Callable[..., Any]:
-    """The function that runs one job of ``kind`` for ``rule`` (e.g. :func:`sigprop.tasks.init_time.run_point`'s)."""
-    known = sorted(k.name for k in KINDS.values() if k.rule == rule)
-    if kind not in KINDS or KINDS[kind].rule != rule:
-        raise RegistryError(f"unknown experiment kind {kind!r} for rule {rule}; known kinds: {', '.join(known)}")
-    return resolve(KINDS[kind].run, f"kind {kind!r}.run")
-
-
 def figure_spec(name: str) -> FigureSpec:
     """Look a figure up by name ('fig7', 'fig07' or 'fig07_uniform_attention'), listing the known ones if absent."""
     key = name.split("_")[0]

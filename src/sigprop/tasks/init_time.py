@@ -16,7 +16,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from sigprop.analysis.registry import kind_function
 from sigprop.grid import iter_inner
 from sigprop.model import Encoder, Stack, attention_weights, block_config
 from sigprop.params import input_std
@@ -154,12 +153,24 @@ def attention_jacobians(p: Params, seeds: list[int]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def run_point(kind: str, fixed: Params, point: Params, inner: Any, seeds: list[int]) -> pd.DataFrame:
-    """Run one job: every inner point of ``point`` for ``seeds``; return the tidy table with parameter columns."""
-    run = kind_function(kind, rule="simulate")  # the kind's function (sigprop.analysis.registry), e.g. encoder_init
+def run_point(run: str, fixed: Params, point: Params, inner: Any, seeds: list[int]) -> pd.DataFrame:
+    """Run one job: every inner point of ``point`` for ``seeds``; return the tidy table with parameter columns.
+
+    ``run`` is the job spec's ``"sigprop.tasks.init_time:<function>"`` (its kind's entry in
+    :mod:`sigprop.analysis.registry`), or the bare function name. It must name a function of this module: the
+    simulate rule's code inputs are this module's imports (:mod:`sigprop.codehash`), so a kind run from elsewhere
+    would go stale unseen.
+    """
+    module, sep, name = run.partition(":")
+    if not sep:
+        module, name = __name__, run
+    fn = globals().get(name) if module == __name__ else None
+    if not callable(fn):
+        raise ValueError(f"job spec run={run!r}: the simulate rule runs functions of {__name__} only "
+                         f"('{__name__}:<function>'); fix the kind's entry in sigprop.analysis.registry")
     frames = []
     for params in iter_inner(fixed, point, inner):
-        df = run(params, seeds)
+        df = fn(params, seeds)
         for key in sorted(params, reverse=True):
             value = params[key]
             df.insert(0, key, str(value) if isinstance(value, str) else value)

@@ -1,0 +1,116 @@
+"""Write a finished translation run's outcome into a results page of docs/ (Table 1, claims, figures, times).
+
+    python tools/record_results.py --run DIR --page docs/results-cpu.md [--times bench/results/pipeline_times.jsonl]
+
+DIR is the directory the workflow ran in (it holds results/ and figures/). The page keeps its hand-written
+text; only the part between the two markers below is rewritten, and the figures are copied next to the page
+(docs/results-cpu/ for docs/results-cpu.md). Nothing here computes a number: every value is read from the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+
+from sigprop.io import atomic_path, read_table
+from sigprop.plotting.tables import table1_display
+
+BEGIN = "<!-- begin: written by tools/record_results.py from the run; do not edit by hand -->"
+END = "<!-- end: written by tools/record_results.py -->"
+FIGURE_PREFIXES = ("fig01", "fig06", "fig14")  # the translation figures
+CLAIM_FIGURES = ("table1", "fig01", "fig06", "fig14")
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub-flavoured Markdown table (strings as they are)."""
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in df.astype(str).itertuples(index=False):
+        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in row) + " |")
+    return "\n".join(lines)
+
+
+def job_times(run: Path) -> pd.DataFrame:
+    """Seconds per translation job, from Snakemake's benchmark files, summed by kind (train / evaluate)."""
+    rows = []
+    for tsv in sorted((run / "results" / "benchmarks" / "translation").rglob("*.tsv")):
+        with tsv.open() as fh:
+            rec = next(csv.DictReader(fh, delimiter="\t"))
+        kind = "evaluate" if tsv.name.endswith(".eval.tsv") else "train"
+        rows.append({"job": str(tsv.relative_to(run / "results" / "benchmarks" / "translation")), "kind": kind,
+                     "s": float(rec["s"])})
+    return pd.DataFrame(rows, columns=["job", "kind", "s"])
+
+
+def generated(run: Path, images: Path, page_dir: Path, times: dict | None) -> str:
+    """The generated part of the page: run time, Table 1, the claims, the figures (copied into ``images``)."""
+    out = []
+    if times:
+        out += ["### Run time", "",
+                f"`{times['command']}` from scratch on {times['cpus']} CPUs ({times['date']}): "
+                f"**{times['full_run_s'] / 60:.1f} min** wall; no-op rerun {times['noop_s']} s.", ""]
+    jobs = job_times(run)
+    if len(jobs):
+        by = jobs.groupby("kind").s.agg(["count", "sum", "mean", "max"]).reset_index()
+        by.columns = ["jobs", "count", "sum (s)", "mean (s)", "max (s)"]
+        out += ["Per-job seconds (Snakemake benchmark files; jobs ran two at a time):", "",
+                markdown(by.round(1)), ""]
+    t1 = run / "results" / "aggregated" / "table1.parquet"
+    if t1.exists():
+        table = read_table(t1)
+        out += ["### Table 1", "", markdown(table1_display(table)), ""]
+        cols = [c for c in ("test_sentences", "beam", "dataset") if c in table]
+        if cols:
+            first = table.iloc[0]
+            out += [", ".join(f"{c}: {first[c]}" for c in cols), ""]
+    checks = run / "results" / "checks.csv"
+    if checks.exists():
+        rows = pd.read_csv(checks)
+        rows = rows[rows.figure.astype(str).str[:6].isin(CLAIM_FIGURES) | rows.figure.astype(str).isin(CLAIM_FIGURES)]
+        if len(rows):
+            show = rows[["figure", "name", "expected", "measured", "tolerance", "passed", "applicable"]]
+            out += ["### The paper's translation claims at this scale (results/checks.csv)", "", markdown(show), ""]
+    images.mkdir(parents=True, exist_ok=True)
+    pngs = sorted(p for p in (run / "figures").glob("*.png") if p.name.startswith(FIGURE_PREFIXES))
+    pngs += sorted((run / "results" / "tables").glob("*.png"))
+    if pngs:
+        out += ["### Figures", ""]
+    for png in pngs:
+        shutil.copy2(png, images / png.name)
+        out += [f"![{png.stem}]({(images / png.name).relative_to(page_dir)})", ""]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--run", required=True, type=Path, help="the directory the workflow ran in")
+    ap.add_argument("--page", required=True, type=Path, help="the Markdown page to update (created if missing)")
+    ap.add_argument("--times", type=Path, help="a pipeline_times.jsonl: its last record is the run's wall time")
+    args = ap.parse_args(argv)
+    if not (args.run / "results").is_dir():
+        ap.error(f"{args.run} holds no results/: pass the directory the workflow ran in")
+    times = None
+    if args.times:
+        lines = [ln for ln in args.times.read_text().splitlines() if ln.strip()]
+        times = json.loads(lines[-1]) if lines else None
+    images = args.page.with_suffix("")
+    body = generated(args.run, images, args.page.parent, times)
+    text = args.page.read_text() if args.page.exists() else f"# Results\n\n{BEGIN}\n{END}\n"
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{args.page}: the markers are missing; add these two lines where the results go:\n"
+                         f"{BEGIN}\n{END}")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    with atomic_path(args.page) as tmp:
+        tmp.write_text(f"{head}{BEGIN}\n{body}{END}{tail}")
+    print(f"wrote {args.page} and {len(list(images.glob('*.png')))} images in {images}")
+
+
+if __name__ == "__main__":
+    main()
