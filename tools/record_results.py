@@ -30,8 +30,9 @@ def markdown(df: pd.DataFrame) -> str:
     """A DataFrame as a GitHub-flavoured Markdown table (strings as they are)."""
     cols = [str(c) for c in df.columns]
     lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
-    for row in df.astype(str).itertuples(index=False):
-        lines.append("| " + " | ".join(v.replace("|", "\\|") for v in row) + " |")
+    for row in df.itertuples(index=False):
+        cells = ("" if pd.isna(v) else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row)
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
     return "\n".join(lines)
 
 
@@ -71,9 +72,9 @@ def generated(run: Path, images: Path, page_dir: Path, times: dict | None) -> st
     checks = run / "results" / "checks.csv"
     if checks.exists():
         rows = pd.read_csv(checks)
-        rows = rows[rows.figure.astype(str).str[:6].isin(CLAIM_FIGURES) | rows.figure.astype(str).isin(CLAIM_FIGURES)]
+        rows = rows[rows.figure.astype(str).isin(CLAIM_FIGURES)]
         if len(rows):
-            show = rows[["figure", "name", "expected", "measured", "tolerance", "passed", "applicable"]]
+            show = rows[["name", "measured", "expected", "pass", "applicable"]]
             out += ["### The paper's translation claims at this scale (results/checks.csv)", "", markdown(show), ""]
     images.mkdir(parents=True, exist_ok=True)
     pngs = sorted(p for p in (run / "figures").glob("*.png") if p.name.startswith(FIGURE_PREFIXES))
