@@ -95,15 +95,8 @@ class Block(nn.Module):
 class PostNormBlock(Block):
     """LN after each residual add (the original Transformer; ``norm='none'`` uses Identity)."""
 
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor | None = None,
-        self_mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        causal: bool = False,
-        cache: BlockCache | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor | None = None, self_mask: Tensor | None = None,
+                memory_mask: Tensor | None = None, causal: bool = False, cache: BlockCache | None = None) -> Tensor:
         """One block: ``x`` (batch, n, d) to the next hidden state; ``memory`` (batch, m, d) for cross-attention.
 
         ``cache``: step-by-step decoding, ``x`` the positions after the cached ones
@@ -120,15 +113,8 @@ class PostNormBlock(Block):
 class PreNormBlock(Block):
     """LN on each sub-layer input; the stack adds a final LN."""
 
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor | None = None,
-        self_mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        causal: bool = False,
-        cache: BlockCache | None = None,
-    ) -> Tensor:
+    def forward(self, x: Tensor, memory: Tensor | None = None, self_mask: Tensor | None = None,
+                memory_mask: Tensor | None = None, causal: bool = False, cache: BlockCache | None = None) -> Tensor:
         """One block: ``x`` (batch, n, d) to the next hidden state; arguments as :meth:`PostNormBlock.forward`."""
         self_cache, cross_cache = self._caches(cache)
         z = self.alpha1 * self._drop(self.attn(self.norms[0](x), None, self_mask, causal, self_cache)) + x

@@ -49,15 +49,9 @@ class Stack(nn.Module):
         """An empty cache for step-by-step decoding with :meth:`forward`."""
         return StackCache(len(self.blocks))
 
-    def forward(
-        self,
-        x: Tensor,
-        memory: Tensor | None = None,
-        self_mask: Tensor | None = None,
-        memory_mask: Tensor | None = None,
-        causal: bool = False,
-        cache: StackCache | None = None,
-    ) -> tuple[Tensor, list[Tensor]]:
+    def forward(self, x: Tensor, memory: Tensor | None = None, self_mask: Tensor | None = None,
+                memory_mask: Tensor | None = None, causal: bool = False,
+                cache: StackCache | None = None) -> tuple[Tensor, list[Tensor]]:
         """Return ``(output, hidden)`` with ``hidden[l]`` the residual stream after block ``l``.
 
         ``x`` (batch, n, d); ``hidden[0]`` is the input; for PRE-LN the output carries the final LN.
