@@ -168,3 +168,10 @@ def test_figure_names_in_every_spelling():
     assert registry.figure_spec("figs4") is FIGURES["figS4"]
     with pytest.raises(RegistryError, match=r"no figure 'fig99'; the figures are: fig03 \(fig03_postln_init\)"):
         registry.figure_spec("fig99")
+
+
+def test_the_translation_plan_names_the_registry_s_translation_figures():
+    """plan keeps its own short list (importing the registry would make a caption edit retrain every model)."""
+    from sigprop.tasks.translation.plan import TRANSLATION_FIGURES
+
+    assert set(TRANSLATION_FIGURES) == {k for k, spec in FIGURES.items() if spec.translation}
