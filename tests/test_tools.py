@@ -1,0 +1,59 @@
+"""The tools that compare two runs and record a run's outcome (tools/compare_runs.py, tools/record_results.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from sigprop.io import write_table
+
+TOOLS = Path(__file__).resolve().parents[1] / "tools"
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run(root: Path, value: float, wall: float) -> Path:
+    table = pd.DataFrame({"seed": [0, 1], "value": [1.0, value], "train_wall_s": [wall, wall]})
+    write_table(table, root / "results" / "aggregated" / "figX.parquet", {})
+    log = pd.DataFrame({"step": [1, 1], "metric": ["loss", "wall_s"], "value": [2.0, wall]})
+    write_table(log, root / "results" / "raw" / "x" / "log.parquet", {})
+    return root
+
+
+def test_compare_runs_tells_a_changed_value_from_a_changed_wall_time(tmp_path, capsys):
+    compare = _tool("compare_runs")
+    a = _run(tmp_path / "a", 2.0, wall=10.0)
+    assert compare.main([str(a), str(_run(tmp_path / "same", 2.0, wall=99.0))]) == 0  # only wall-clock differs
+    assert "identical" in capsys.readouterr().out
+    assert compare.main([str(a), str(_run(tmp_path / "changed", 2.0 + 1e-15, wall=10.0))]) == 1
+    assert "aggregated/figX.parquet: differs in value" in capsys.readouterr().out
+    (tmp_path / "changed" / "results" / "raw" / "x" / "log.parquet").unlink()
+    assert compare.main([str(a), str(tmp_path / "changed")]) == 1
+    assert f"only in {a}: raw/x/log.parquet" in capsys.readouterr().out
+
+
+def test_record_results_rewrites_only_its_part_of_the_page(tmp_path):
+    record = _tool("record_results")
+    run = tmp_path / "run"
+    (run / "results" / "benchmarks" / "translation" / "m").mkdir(parents=True)
+    (run / "results" / "benchmarks" / "translation" / "m" / "seed~0.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
+    (run / "figures").mkdir()
+    (run / "figures" / "fig06_bleu_depth.png").write_bytes(b"png")
+    (run / "figures" / "fig07_other.png").write_bytes(b"png")  # not a translation figure: not copied
+    page = tmp_path / "docs" / "results.md"
+    page.parent.mkdir()
+    page.write_text(f"# Mine\n\nhand-written\n\n{record.BEGIN}\nold\n{record.END}\n\nafter\n")
+    record.main(["--run", str(run), "--page", str(page)])
+    text = page.read_text()
+    assert text.startswith("# Mine\n\nhand-written\n") and text.endswith("\n\nafter\n") and "old" not in text
+    assert "| train | 1 | 12.5 |" in text and "![fig06_bleu_depth](results/fig06_bleu_depth.png)" in text
+    assert sorted(p.name for p in (tmp_path / "docs" / "results").iterdir()) == ["fig06_bleu_depth.png"]
