@@ -52,7 +52,7 @@ STEMS = {spec.stem: key for key, spec in FIGURES.items()}
 
 
 def seed_files(experiment):
-    """One raw table per seed of an experiment trained by its own rule (figures.TRAINING_EXPERIMENTS)."""
+    """One raw table per seed of an experiment trained by its own rule (registry.TRAINING_EXPERIMENTS)."""
     seeds = range(int(config["experiments"][experiment]["seeds"]))
     return [f"results/raw/{experiment}/seed~{s}.parquet" for s in seeds]
 
@@ -81,15 +81,6 @@ def job_spec(wildcards):
             f"{path} is not a job of this config; its experiments are: {', '.join(config['experiments'])}"
         )
     return JOBS[path].spec
-
-
-def plot_inputs(wildcards):
-    """Tables and code of one figure (the plot command's imports and the figure's own module)."""
-    key = STEMS[wildcards.stem]
-    return {
-        "tables": figure_tables(key),
-        "code": code_inputs("plot", f"sigprop.plotting.{key}"),
-    }
 
 
 def figure_tables(figure):
