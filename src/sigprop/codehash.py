@@ -10,10 +10,10 @@ code is not resumed.
 An entry is a module (``sigprop.__main__``: every import anywhere in the module) or ``module:function``
 (the module's top-level imports plus those inside ``function``: one subcommand of :mod:`sigprop.cli`).
 Every other module reached is read whole, imports inside functions included (a superset of what one run
-loads), together with the ``__init__.py`` of each package on its path. Imports by computed name
-(``importlib.import_module(f"sigprop.plotting.{key}")``) are not seen: such a module is an entry of its own
-(the plot rule adds ``sigprop.plotting.<figure>``). The unit is the file: editing any line of a file reruns
-every job whose walk reaches it.
+loads), together with the ``__init__.py`` of each package on its path. Functions imported by a name held in
+data (the registry's ``"module:function"`` strings, :func:`sigprop.analysis.registry.resolve`) are not seen:
+their modules are extra entries that the aggregate, plot and checks rules add (``targets.smk``). The unit is
+the file: editing any line of a file reruns every job whose walk reaches it.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "simulate": ("sigprop.__main__", "sigprop.cli:simulate"),
     "train_toy": ("sigprop.__main__", "sigprop.cli:train_toy"),
     "aggregate": ("sigprop.__main__", "sigprop.cli:aggregate"),
-    "plot": ("sigprop.__main__", "sigprop.cli:plot"),  # + sigprop.plotting.<figure> (imported by name)
+    "plot": ("sigprop.__main__", "sigprop.cli:plot"),  # + the figure's plot module (named in the registry)
     "checks": ("sigprop.__main__", "sigprop.cli:run_checks"),
     "report": ("workflow/notebooks/report.ipynb",),
     "simulate_method_init": ("sigprop.__main__", "sigprop.cli:simulate_method_init"),  # Fig S1 (supplementary.smk)
