@@ -1,4 +1,4 @@
-"""The checks of sigprop.analysis.checks and the statistics behind them (sigprop.analysis.aggregate).
+"""The checks of sigprop.analysis.checks and the statistics behind them (sigprop.analysis.stats).
 
 Every check is shown to FAIL on a deliberately wrong input (a wrong theory, a shuffled alpha order, a
 collapsing seed, ...) and to pass on a right one; the tests themselves are checked against hand-computed
@@ -13,6 +13,7 @@ import pytest
 from scipy import stats
 
 from sigprop.analysis import aggregate, checks, theory
+from sigprop.analysis import stats as stats_tests
 from sigprop.tasks.init_time import run_point
 
 
@@ -32,28 +33,28 @@ def _all_pass(rows: list[checks.Check]) -> bool:
 def test_t_interval_and_pvalues_hand_computed():
     x = np.array([1.0, 2.0, 3.0])  # mean 2, s.e. 1/sqrt(3)
     half = stats.t.ppf(0.975, 2) / np.sqrt(3)  # 4.303 / sqrt(3)
-    assert aggregate.t_interval(x, 0.95) == pytest.approx((2 - half, 2 + half))
-    assert aggregate.t_pvalue(x, 0.0, "greater") == pytest.approx(stats.t.sf(2 * np.sqrt(3), 2))
-    assert aggregate.t_pvalue(np.full(4, 3.0), 2.0, "greater") == 0.0  # constant: on the side of H1
-    assert aggregate.t_pvalue(np.full(4, 3.0), 2.0, "less") == 1.0
-    assert aggregate.t_interval(np.full(4, 3.0), 0.95) == (3.0, 3.0)
-    assert aggregate.paired_pvalue([2, 3, 5], [1, 1, 2], "greater") == pytest.approx(
-        aggregate.t_pvalue(np.array([1.0, 2.0, 3.0]), 0.0, "greater"))
-    assert aggregate.bonferroni_level(10) == pytest.approx(0.995)
+    assert stats_tests.t_interval(x, 0.95) == pytest.approx((2 - half, 2 + half))
+    assert stats_tests.t_pvalue(x, 0.0, "greater") == pytest.approx(stats.t.sf(2 * np.sqrt(3), 2))
+    assert stats_tests.t_pvalue(np.full(4, 3.0), 2.0, "greater") == 0.0  # constant: on the side of H1
+    assert stats_tests.t_pvalue(np.full(4, 3.0), 2.0, "less") == 1.0
+    assert stats_tests.t_interval(np.full(4, 3.0), 0.95) == (3.0, 3.0)
+    assert stats_tests.paired_pvalue([2, 3, 5], [1, 1, 2], "greater") == pytest.approx(
+        stats_tests.t_pvalue(np.array([1.0, 2.0, 3.0]), 0.0, "greater"))
+    assert stats_tests.bonferroni_level(10) == pytest.approx(0.995)
 
 
 def test_tost_relative():
     rng = np.random.default_rng(0)
     near = 100 * (1 + 0.01 * rng.standard_normal(50))
-    assert aggregate.tost_relative(near, 100.0, 0.10) < 1e-6
-    assert aggregate.tost_relative(near * 1.2, 100.0, 0.10) > 0.5  # 20% off: not equivalent within 10%
-    assert aggregate.tost_relative(near[:2] * [0.5, 1.5], 100.0, 0.10) > 0.05  # too noisy to show it
+    assert stats_tests.tost_relative(near, 100.0, 0.10) < 1e-6
+    assert stats_tests.tost_relative(near * 1.2, 100.0, 0.10) > 0.5  # 20% off: not equivalent within 10%
+    assert stats_tests.tost_relative(near[:2] * [0.5, 1.5], 100.0, 0.10) > 0.05  # too noisy to show it
 
 
 def test_ratio_pseudo_values_give_the_delta_method():
     rng = np.random.default_rng(1)
     num, den = rng.gamma(2.0, size=40), rng.gamma(5.0, size=40)
-    ps = aggregate.ratio_pseudo_values(num, den)
+    ps = stats_tests.ratio_pseudo_values(num, den)
     r = num.mean() / den.mean()
     assert ps.mean() == pytest.approx(r)
     # delta method: Var(num - r den) / (n mean(den)^2)

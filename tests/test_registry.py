@@ -115,7 +115,7 @@ def test_registry_imports_neither_torch_nor_pandas():
     ("sigprop.analysis.nowhere:fig07", r"FIGURES\['fig07'\]\.aggregate = .*there is no module "
                                        r"sigprop\.analysis\.nowhere; fix the entry"),
     ("sigprop.analysis.aggregate.fig07", r"is not 'module:function'"),
-    ("sigprop.analysis.aggregate:ALPHA", r"sigprop\.analysis\.aggregate\.ALPHA is a float, not a function"),
+    ("sigprop.analysis.aggregate:LEVEL", r"sigprop\.analysis\.aggregate\.LEVEL is a float, not a function"),
 ])
 def test_a_wrong_reference_is_reported_naming_the_entry(monkeypatch, ref, says):
     monkeypatch.setitem(FIGURES, "fig07", dataclasses.replace(FIGURES["fig07"], aggregate=ref))

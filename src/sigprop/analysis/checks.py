@@ -9,29 +9,29 @@ import numpy as np
 import pandas as pd
 
 from sigprop.analysis import claims
-from sigprop.analysis.aggregate import (
-    ALPHA,
+from sigprop.analysis.aggregate import loglog_slope
+from sigprop.analysis.checkrow import Check
+from sigprop.analysis.checkrow import format_p as _p
+from sigprop.analysis.registry import checks_functions
+from sigprop.analysis.stats import (
+    SIGNIFICANCE_LEVEL,
     bonferroni_level,
     bootstrap_ci,
-    loglog_slope,
     paired_pvalue,
     t_interval,
     t_pvalue,
     tost_relative,
 )
-from sigprop.analysis.checkrow import Check
-from sigprop.analysis.checkrow import format_p as _p
-from sigprop.analysis.registry import checks_functions
 from sigprop.params import resolve_alpha
 
-# Every check is a statistical test at level ALPHA over the seeds (see sigprop.analysis.aggregate for the tests and
-# README "Checks" for why each was chosen). Two kinds:
+# Every check is a statistical test at level SIGNIFICANCE_LEVEL over the seeds (see sigprop.analysis.stats for the
+# tests and README "Checks" for why each was chosen). Two kinds:
 #  * "theory holds" (the null hypothesis is the paper's formula): the check fails only on evidence against
 #    the theory, i.e. when the theory leaves a simultaneous (Bonferroni) confidence band over all the points
-#    of the figure's family; a figure whose theory is right fails by chance at most ALPHA of the time;
+#    of the figure's family; a figure whose theory is right fails by chance at most SIGNIFICANCE_LEVEL of the time;
 #  * "the paper's claim" (an inequality, an ordering, an equivalence): the check passes only on evidence for
-#    it, a one-sided t-test at level ALPHA; a claim that must hold at every point is an intersection-union
-#    test (each point at level ALPHA).
+#    it, a one-sided t-test at level SIGNIFICANCE_LEVEL; a claim that must hold at every point is an intersection-union
+#    test (each point at level SIGNIFICANCE_LEVEL).
 
 
 def theory_band(devs: list[np.ndarray], m: int | None = None) -> tuple[bool, int]:
@@ -88,7 +88,7 @@ def fig07(t: pd.DataFrame) -> list[Check]:
         return ((y - y.mean(axis=-1, keepdims=True)) * xc).sum(-1) / (xc**2).sum()
 
     point = loglog_slope(tail.d_k, tail["mean"])
-    lo, hi = bootstrap_ci(list(tail.seed_values), slope, 1 - 2 * ALPHA)
+    lo, hi = bootstrap_ci(list(tail.seed_values), slope, 1 - 2 * SIGNIFICANCE_LEVEL)
     ok = bool(-2.3 <= lo and hi <= -1.7)
     return [Check("fig07 log-log slope, d_k >= 1024", "fig07", "-2 +- 0.3", point,
                   f"90% BCa bootstrap interval [{lo:.2f}, {hi:.2f}] inside [-2.3, -1.7] (TOST, "
@@ -145,8 +145,9 @@ def fig10(t: pd.DataFrame) -> list[Check]:
                   for _, grp in g.groupby("layer")]
             pmax = float(np.nanmax(ps))
             out.append(Check(name, "fig10", f"within {FIG10_MARGIN:.0%} (approximation)", _rel_dev(summ),
-                             f"TOST at every depth (intersection-union), largest p = {_p(pmax)} (pass if < {ALPHA})",
-                             bool(pmax < ALPHA)))
+                             f"TOST at every depth (intersection-union), largest p = {_p(pmax)} "
+                             f"(pass if < {SIGNIFICANCE_LEVEL})",
+                             bool(pmax < SIGNIFICANCE_LEVEL)))
         else:
             ok, outside = theory_band(devs)
             out.append(Check(name, "fig10", "deviates", _rel_dev(summ),
@@ -191,7 +192,8 @@ def _threshold(fig: str, label: str, t: pd.DataFrame, metric: str, alpha: str, l
     mean, vals = _value_at(t, metric, alpha, layer)
     p = t_pvalue(vals, bound, "greater" if op == ">" else "less")
     return Check(f"{fig} {label}", fig, f"{op} {bound:g}", mean,
-                 f"one-sided t-test over {len(vals)} seeds, p = {_p(p)} (pass if < {ALPHA})", bool(p < ALPHA))
+                 f"one-sided t-test over {len(vals)} seeds, p = {_p(p)} (pass if < {SIGNIFICANCE_LEVEL})",
+                 bool(p < SIGNIFICANCE_LEVEL))
 
 
 def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
@@ -199,8 +201,8 @@ def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
 
     Ordering (cosine grows with alpha; the Q gradient ratio, in log10, falls): for each pair of adjacent
     alphas, (a) a paired one-sided t-test over seeds of the depth average over layers >= FIRST_LAYER
-    (intersection-union over the pairs: each at ALPHA), and (b) no layer with a significant reversal (paired
-    one-sided t-tests, Bonferroni over layers x pairs): the ordering is shown on average over depth and
+    (intersection-union over the pairs: each at SIGNIFICANCE_LEVEL), and (b) no layer with a significant reversal
+    (paired one-sided t-tests, Bonferroni over layers x pairs): the ordering is shown on average over depth and
     contradicted at no single layer.
     """
     last = int(t.layer.max())  # = L
@@ -213,16 +215,16 @@ def _encoder_checks(t: pd.DataFrame, fig: str, norm: str) -> list[Check]:
         p_avg = [paired_pvalue(mats[a].mean(1), mats[b].mean(1), "greater") for a, b in pairs]
         m = len(layers) * len(pairs)
         reversed_ = sum(
-            int(paired_pvalue(mats[a][:, j], mats[b][:, j], "less") < ALPHA / m)
+            int(paired_pvalue(mats[a][:, j], mats[b][:, j], "less") < SIGNIFICANCE_LEVEL / m)
             for a, b in pairs for j in range(len(layers))
         )
         word = "rises" if sign > 0 else "falls"
         p_iut = float(np.nanmax(p_avg)) if p_avg else np.nan
         n = mats[order[0]].shape[0]
         out.append(Check(f"{fig} {norm}: {metric} {word} with alpha, depth average over layers >= {FIRST_LAYER}",
-                         fig, f"p < {ALPHA}", p_iut,
+                         fig, f"p < {SIGNIFICANCE_LEVEL}", p_iut,
                          f"paired one-sided t-tests over {n} seeds for each adjacent alpha pair "
-                         "(intersection-union: largest p)", bool(p_iut < ALPHA)))
+                         "(intersection-union: largest p)", bool(p_iut < SIGNIFICANCE_LEVEL)))
         out.append(Check(f"{fig} {norm}: {metric} significantly reversed in alpha at single layers >= {FIRST_LAYER}",
                          fig, "0", float(reversed_),
                          f"paired one-sided t-tests, Bonferroni over {m} layer x pair comparisons", reversed_ == 0))
@@ -250,8 +252,9 @@ def figS4(t: pd.DataFrame) -> list[Check]:
     p = paired_pvalue(a[common].to_numpy(), b[common].to_numpy(), "greater")
     diff = float(r.loc["d_model", "mean"] - r.loc["d_k", "mean"])
     return [Check(f"figS4 POST-LN alpha=1: V gradient ratio at layer {last}, qk_fan d_model minus d_k", "figS4",
-                  "> 0", diff, f"paired one-sided t-test over {len(common)} seeds, p = {_p(p)} (pass if < {ALPHA})",
-                  bool(p < ALPHA))]
+                  "> 0", diff,
+                  f"paired one-sided t-test over {len(common)} seeds, p = {_p(p)} (pass if < {SIGNIFICANCE_LEVEL})",
+                  bool(p < SIGNIFICANCE_LEVEL))]
 
 
 def table1(t: pd.DataFrame) -> list[Check]:
@@ -338,7 +341,7 @@ def fig05(t: pd.DataFrame) -> list[Check]:
         out.append(Check(f"fig05 effective lr ratio {name} (geometric mean over layers, 2nd half of training)",
                          "fig05", "> 1", float(np.exp(seed_means.mean())),
                          f"one-sided t-test of the per-seed mean log ratio over {len(seed_means)} seeds, "
-                         f"p = {_p(p)} (pass if < {ALPHA})", bool(p < ALPHA)))
+                         f"p = {_p(p)} (pass if < {SIGNIFICANCE_LEVEL})", bool(p < SIGNIFICANCE_LEVEL)))
         per_layer = long.groupby("layer").log.mean()
         out.append(Check(f"fig05 effective lr ratio {name}, smallest layer (layer {int(per_layer.idxmin())}; shown)",
                          "fig05", "> 1", float(np.exp(per_layer.min())), "none", True, applicable=False))
@@ -386,9 +389,9 @@ def figS1(t: pd.DataFrame) -> list[Check]:
             p = float(np.nanmax(ps))
             means = ", ".join(f"{post[d].mean():.3f}" for d in depths)
             out.append(Check(f"figS1 {side}: Adam POST-LN last-layer cosine rises with depth "
-                             f"({'/'.join(map(str, depths))} blocks: {means})", "figS1", f"p < {ALPHA}", p,
+                             f"({'/'.join(map(str, depths))} blocks: {means})", "figS1", f"p < {SIGNIFICANCE_LEVEL}", p,
                              f"paired one-sided t-tests over {len(post[depths[0]])} seeds, each adjacent depth "
-                             "pair (intersection-union: largest p)", bool(p < ALPHA)))
+                             "pair (intersection-union: largest p)", bool(p < SIGNIFICANCE_LEVEL)))
         if not {FIGS1_POSTLN, FIGS1_RESSCALE} <= have:
             out.append(Check(f"figS1 {side}: SGD res-scale last-layer cosine below Adam POST-LN at every depth",
                              "figS1", "p < 0.05", np.nan, "needs adam_postln and sgd_resscale", False,
@@ -402,9 +405,9 @@ def figS1(t: pd.DataFrame) -> list[Check]:
             gaps.append(float(post.mean() - res.mean()))
         p = float(np.nanmax(ps))
         out.append(Check(f"figS1 {side}: SGD res-scale last-layer cosine below Adam POST-LN at every depth "
-                         f"(smallest gap {min(gaps):.3f})", "figS1", f"p < {ALPHA}", p,
+                         f"(smallest gap {min(gaps):.3f})", "figS1", f"p < {SIGNIFICANCE_LEVEL}", p,
                          f"paired one-sided t-test per depth ({len(depths)} depths; intersection-union: largest p)",
-                         bool(p < ALPHA)))
+                         bool(p < SIGNIFICANCE_LEVEL)))
     return out
 
 
@@ -449,21 +452,24 @@ def figS2(t: pd.DataFrame) -> list[Check]:
         p = tost_relative(np.asarray(r.seed_values, float), float(r.limit), FIGS2_MARGIN)
         out.append(Check(f"figS2 uniform alpha^2 = 1/L: {metric} at L = {lmax} vs the L -> infinity limit "
                          "(rel. dev.)", "figS2", f"within {FIGS2_MARGIN:.0%}", float(r["mean"] / r.limit - 1),
-                         f"TOST over {int(r.n_seeds)} seeds, p = {_p(p)} < {ALPHA}", bool(p < ALPHA)))
+                         f"TOST over {int(r.n_seeds)} seeds, p = {_p(p)} < {SIGNIFICANCE_LEVEL}",
+                         bool(p < SIGNIFICANCE_LEVEL)))
     r = u[(u.scaling == "alpha^2 = 1/L") & (u.metric == "correlation") & (u.depth == lmin)]
     if len(r):
         r = r.iloc[0]
         p = t_pvalue(np.asarray(r.seed_values, float), (1 - FIGS2_MARGIN) * float(r.limit), "less")
         out.append(Check(f"figS2 uniform alpha^2 = 1/L: correlation at L = {lmin} below the limit (rel. dev.)",
                          "figS2", f"< -{FIGS2_MARGIN:.0%}", float(r["mean"] / r.limit - 1),
-                         f"one-sided t-test over {int(r.n_seeds)} seeds, p = {_p(p)} < {ALPHA}", bool(p < ALPHA)))
+                         f"one-sided t-test over {int(r.n_seeds)} seeds, p = {_p(p)} < {SIGNIFICANCE_LEVEL}",
+                         bool(p < SIGNIFICANCE_LEVEL)))
     r = u[(u.scaling == "constant alpha") & (u.metric == "correlation") & (u.depth == lmax)]
     if len(r):
         r = r.iloc[0]
         p = t_pvalue(np.asarray(r.seed_values, float), FIGS2_COLLAPSED, "greater")
         out.append(Check(f"figS2 uniform constant alpha={r.alpha}: correlation at L = {lmax}", "figS2",
                          f"> {FIGS2_COLLAPSED}", float(r["mean"]),
-                         f"one-sided t-test over {int(r.n_seeds)} seeds, p = {_p(p)} < {ALPHA}", bool(p < ALPHA)))
+                         f"one-sided t-test over {int(r.n_seeds)} seeds, p = {_p(p)} < {SIGNIFICANCE_LEVEL}",
+                         bool(p < SIGNIFICANCE_LEVEL)))
     soft = t[t.attention == "softmax"]
     for sc, g in soft.groupby("scaling"):
         out.append(Check(f"figS2 softmax {sc}: rho^L, |X^L|^2 vs the uniform closed form (max rel. dev.; shown)",
@@ -484,7 +490,7 @@ def _alpha_ordering(t: pd.DataFrame, metric: str, sign: int, order: list[str], l
     pairs = list(zip(order[:-1], order[1:]))
     p_avg = [paired_pvalue(mats[a].mean(1), mats[b].mean(1), "greater") for a, b in pairs]
     m = len(layers) * len(pairs)
-    reversed_ = sum(int(paired_pvalue(mats[a][:, j], mats[b][:, j], "less") < ALPHA / m)
+    reversed_ = sum(int(paired_pvalue(mats[a][:, j], mats[b][:, j], "less") < SIGNIFICANCE_LEVEL / m)
                     for a, b in pairs for j in range(len(layers)))
     return float(np.nanmax(p_avg)), reversed_, m, mats[order[0]].shape[0]
 
@@ -503,16 +509,18 @@ def figS3(t: pd.DataFrame) -> list[Check]:
             continue
         label = f"figS3 {NORM_LABELS[norm]} ({', '.join(order)})"
         p_cos, _, _, n = _alpha_ordering(g, "cosine", 1, order, layers)
-        cos_ok = bool(p_cos < ALPHA)
+        cos_ok = bool(p_cos < SIGNIFICANCE_LEVEL)
         out.append(Check(f"{label}: cosine rises with alpha, depth average over layers >= {FIRST_LAYER}", "figS3",
-                         f"p < {ALPHA}", p_cos, f"paired one-sided t-tests over {n} seeds for each adjacent alpha "
+                         f"p < {SIGNIFICANCE_LEVEL}", p_cos,
+                         f"paired one-sided t-tests over {n} seeds for each adjacent alpha "
                          "pair (intersection-union: largest p)", cos_ok))
         for metric, sign in RANK_DIRECTIONS.items():
             p, rev, m, n = _alpha_ordering(g, metric, sign, order, layers)
             tag = "" if cos_ok else " [not applicable: the cosine's ordering is not shown]"
             out.append(Check(f"{label}: {metric} falls with alpha, depth average over layers >= {FIRST_LAYER}{tag}",
-                             "figS3", f"p < {ALPHA}", p, f"paired one-sided t-tests over {n} seeds for each adjacent "
-                             "alpha pair (intersection-union: largest p)", bool(p < ALPHA), cos_ok))
+                             "figS3", f"p < {SIGNIFICANCE_LEVEL}", p,
+                             f"paired one-sided t-tests over {n} seeds for each adjacent "
+                             "alpha pair (intersection-union: largest p)", bool(p < SIGNIFICANCE_LEVEL), cos_ok))
             out.append(Check(f"{label}: {metric} significantly reversed in alpha at single layers >= {FIRST_LAYER}"
                              f"{tag}", "figS3", "0", float(rev), f"paired one-sided t-tests, Bonferroni over {m} "
                              "layer x pair comparisons", rev == 0, cos_ok))

@@ -13,9 +13,9 @@ sentences). On the paper's data (``iwslt14``) the checks are required; on any ot
 so they do not count as failures of the run. Table 1's BLEU-against-the-paper checks stay in
 :func:`sigprop.analysis.checks.table1` (full data only).
 
-The tests are those of :mod:`sigprop.analysis.checks`: one-sided tests at level ALPHA that pass only on evidence for
-the claim, an ordering being an intersection-union test (every adjacent pair at ALPHA: the largest p is
-reported). Runs are the replicates: Welch's t-test between methods (independent runs), paired t-tests over
+The tests are those of :mod:`sigprop.analysis.checks`: one-sided tests at level SIGNIFICANCE_LEVEL that pass only on
+evidence for the claim, an ordering being an intersection-union test (every adjacent pair at SIGNIFICANCE_LEVEL: the
+largest p is reported). Runs are the replicates: Welch's t-test between methods (independent runs), paired t-tests over
 seeds between depths or between the scaled and unscaled model of the same seed (Fig 1: the same seed draws
 the same embedding and first blocks at every depth, and the probe batch is fixed). With fewer than two runs
 per group a test is undefined: the check fails, saying so. A diverged run scores ``DIVERGED_BLEU`` in these
@@ -28,9 +28,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from sigprop.analysis.aggregate import ALPHA, paired_pvalue, t_pvalue
 from sigprop.analysis.checkrow import Check
 from sigprop.analysis.checkrow import format_p as _p
+from sigprop.analysis.stats import SIGNIFICANCE_LEVEL, paired_pvalue, t_pvalue
 
 #: the paper's training data: only there are the claims required
 FULL_DATASET = "iwslt14"
@@ -64,7 +64,7 @@ def _welch_pvalue(x: np.ndarray, y: np.ndarray, alternative: str, shift: float =
     """Welch's t-test p-value of H1: mean(x) - mean(y) ``alternative`` (greater, less) ``shift``.
 
     Two constant samples give p = 0 where the difference lies strictly on the side of H1, else 1 (as
-    :func:`sigprop.analysis.aggregate.t_pvalue`); fewer than two values in either sample give NaN.
+    :func:`sigprop.analysis.stats.t_pvalue`); fewer than two values in either sample give NaN.
     """
     x = np.asarray(x, float)
     y = np.asarray(y, float) + shift
@@ -83,7 +83,7 @@ def _iut(ps: list[float]) -> float:
 
 
 def _passed(p: float) -> bool:
-    return bool(np.isfinite(p) and p < ALPHA)
+    return bool(np.isfinite(p) and p < SIGNIFICANCE_LEVEL)
 
 
 def _bleu_by_seed(row: pd.Series) -> pd.Series:
@@ -113,13 +113,14 @@ def table1(t: pd.DataFrame) -> list[Check]:
         out.append(Check(f"table1 order SGD temperature > SGD res-scale > SGD POST-LN (BLEU {means}; smallest gap)"
                          f"{tag}", "table1", "> 0", float(gap),
                          f"one-sided Welch t-tests for each adjacent pair (intersection-union: largest p = {_p(p)}, "
-                         f"pass if < {ALPHA}; needs >= 2 runs per method)", _passed(p), full))
+                         f"pass if < {SIGNIFICANCE_LEVEL}; needs >= 2 runs per method)", _passed(p), full))
     if {FIG06_SGD, FIG06_ADAM} <= set(rows.index):
         sgd, adam = _bleu_by_seed(rows.loc[FIG06_SGD]), _bleu_by_seed(rows.loc[FIG06_ADAM])
         lo = _welch_pvalue(sgd.to_numpy(), adam.to_numpy(), "greater", -TABLE1_MARGIN)
         hi = _welch_pvalue(sgd.to_numpy(), adam.to_numpy(), "less", TABLE1_MARGIN)
         p = _iut([lo, hi])
-        how = f"equivalence: two one-sided Welch t-tests, p = {_p(p)} (pass if < {ALPHA}; needs >= 2 runs each)"
+        how = (f"equivalence: two one-sided Welch t-tests, p = {_p(p)} (pass if < {SIGNIFICANCE_LEVEL}; "
+               "needs >= 2 runs each)")
         translates = bool(adam.mean() >= ADAM_TRANSLATES_BLEU)
         if not translates:
             how = f"not testable: Adam POST-LN's mean BLEU {adam.mean():.2f} < {ADAM_TRANSLATES_BLEU:g} (it does not " \
@@ -167,33 +168,34 @@ def fig01(t: pd.DataFrame) -> list[Check]:
     out = []
     name = "fig01 Adam POST-LN: encoder output's token cosine at init rises with depth"
     if FIG01_UNSCALED not in methods or len(depths) < 2:
-        out.append(Check(name + tag, "fig01", f"p < {ALPHA}", np.nan, f"needs {FIG01_UNSCALED} at >= 2 depths",
-                         False, full))
+        out.append(Check(name + tag, "fig01", f"p < {SIGNIFICANCE_LEVEL}", np.nan,
+                         f"needs {FIG01_UNSCALED} at >= 2 depths", False, full))
     else:
         cos = {d: _init_cosine(t, FIG01_UNSCALED, d) for d in depths}
         p = _iut([paired_pvalue(*_paired(cos[b], cos[a]), "greater") for a, b in zip(depths[:-1], depths[1:])])
         means = ", ".join(f"{cos[d].mean():.3f}" for d in depths)
-        out.append(Check(f"{name} ({means}){tag}", "fig01", f"p < {ALPHA}", p,
+        out.append(Check(f"{name} ({means}){tag}", "fig01", f"p < {SIGNIFICANCE_LEVEL}", p,
                          "paired one-sided t-tests over seeds for each adjacent depth pair (intersection-union: "
                          "largest p)", _passed(p), full))
         times = {d: _time_to_lower(t, FIG01_UNSCALED, d) for d in depths}
         p = _iut([paired_pvalue(*_paired(times[b], times[a]), "greater") for a, b in zip(depths[:-1], depths[1:])])
         means = ", ".join(f"{times[d].mean():.0f}" for d in depths)
         out.append(Check(f"fig01 Adam POST-LN: deeper models take longer to lower the encoder output's cosine to "
-                         f"{FIG01_LOWERED:g} x its init value (updates: {means}){tag}", "fig01", f"p < {ALPHA}", p,
+                         f"{FIG01_LOWERED:g} x its init value (updates: {means}){tag}", "fig01",
+                         f"p < {SIGNIFICANCE_LEVEL}", p,
                          "paired one-sided t-tests over seeds for each adjacent depth pair (intersection-union: "
                          "largest p); a run that never gets there counts its last logged update", _passed(p), full))
     name = "fig01 1/sqrt(L) keeps the encoder output's token cosine at init below Adam POST-LN's at every depth"
     # at one block 1/sqrt(L) = 1: the two models are the same, so only depths >= 2 are compared
     both = sorted(d for d in set(depths) & {int(x) for x in t[t.method == FIG01_SCALED].layers.unique()} if d > 1)
     if not both:
-        out.append(Check(name + tag, "fig01", f"p < {ALPHA}", np.nan,
+        out.append(Check(name + tag, "fig01", f"p < {SIGNIFICANCE_LEVEL}", np.nan,
                          f"needs {FIG01_UNSCALED} and {FIG01_SCALED} at a common depth >= 2", False, full))
     else:
         pairs = [_paired(_init_cosine(t, FIG01_UNSCALED, d), _init_cosine(t, FIG01_SCALED, d)) for d in both]
         p = _iut([paired_pvalue(a, b, "greater") for a, b in pairs])
         gap = min(float(a.mean() - b.mean()) for a, b in pairs)
-        out.append(Check(f"{name} (smallest gap {gap:.3f}){tag}", "fig01", f"p < {ALPHA}", p,
+        out.append(Check(f"{name} (smallest gap {gap:.3f}){tag}", "fig01", f"p < {SIGNIFICANCE_LEVEL}", p,
                          f"paired one-sided t-test over seeds per depth ({len(both)} depths; intersection-union: "
                          "largest p)", _passed(p), full))
     return out
@@ -215,7 +217,7 @@ def fig06(t: pd.DataFrame) -> list[Check]:
     d_adam, d_sgd = float(drops[FIG06_ADAM].mean()), float(drops[FIG06_SGD].mean())
     return [Check(f"{name}: drops {d_adam:.2f} vs {d_sgd:.2f} BLEU{tag}", "fig06", "> 0", d_adam - d_sgd,
                   f"one-sided Welch t-test of the per-seed drops, p = {_p(p)} "
-                  f"(pass if < {ALPHA}; needs >= 2 runs each)",
+                  f"(pass if < {SIGNIFICANCE_LEVEL}; needs >= 2 runs each)",
                   _passed(p), full)]
 
 
@@ -237,5 +239,6 @@ def fig14(t: pd.DataFrame) -> list[Check]:
     grew = int((diff > 0).sum())
     return [Check(f"fig14 {r.method_label}: trained alphas grow during training (mean change; {grew} of {len(diff)} "
                   f"grew){tag}", "fig14", "> 0", float(diff.mean()) if len(diff) else np.nan,
-                  f"one-sided t-test over the run's {len(diff)} residual scales, p = {_p(p)} (pass if < {ALPHA})",
+                  f"one-sided t-test over the run's {len(diff)} residual scales, p = {_p(p)} "
+                  f"(pass if < {SIGNIFICANCE_LEVEL})",
                   _passed(p), full)]
