@@ -1,8 +1,9 @@
-"""The tools that compare two runs and record a run's outcome (tools/compare_runs.py, tools/record_results.py)."""
+"""The tools: compare two runs, record a run's outcome, draw the rule graph (tools/*.py)."""
 
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
 from pathlib import Path
 
@@ -57,3 +58,22 @@ def test_record_results_rewrites_only_its_part_of_the_page(tmp_path):
     assert text.startswith("# Mine\n\nhand-written\n") and text.endswith("\n\nafter\n") and "old" not in text
     assert "| train | 1 | 12.5 |" in text and "![fig06_bleu_depth](results/fig06_bleu_depth.png)" in text
     assert sorted(p.name for p in (tmp_path / "docs" / "results").iterdir()) == ["fig06_bleu_depth.png"]
+
+
+def test_rulegraph_is_the_same_whatever_results_holds_and_whether_the_data_is_there(workflow_copy, monkeypatch):
+    """`make test` after `make quick`: the graph does not follow this checkout's results/ or $SIGPROP_IWSLT_DIR."""
+    rulegraph = _tool("rulegraph")
+    fresh = workflow_copy()  # a fresh clone: no results/, no data
+    monkeypatch.delenv("SIGPROP_IWSLT_DIR", raising=False)
+    drawn_fresh = rulegraph.rulegraph(fresh)
+    after_run = workflow_copy()  # after `make quick` with the data: a status saying "available", other outputs
+    data = rulegraph.stand_in_data(after_run / "my-iwslt")
+    status = after_run / "results" / "data" / "iwslt14-mini" / "status.json"
+    status.parent.mkdir(parents=True)
+    status.write_text(json.dumps({"dataset": "iwslt14-mini", "available": True, "source": str(data)}))
+    (after_run / "results" / "checks.csv").write_text("name,pass\nx,True\n")
+    monkeypatch.setenv("SIGPROP_IWSLT_DIR", str(data))
+    assert rulegraph.rulegraph(after_run) == drawn_fresh
+    # the state drawn is the most informative one: the data present, so the translation rules are in it
+    for rule in ("iwslt_status", "prepare_iwslt", "train_translation", "evaluate_translation", "simulate", "report"):
+        assert f"[{rule}]" in drawn_fresh
