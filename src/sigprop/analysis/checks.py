@@ -22,7 +22,7 @@ from sigprop.analysis.stats import (
     t_pvalue,
     tost_relative,
 )
-from sigprop.params import resolve_alpha
+from sigprop.params import RESIDUAL_SCALES, resolve_alpha
 
 # Every check is a statistical test at level SIGNIFICANCE_LEVEL over the seeds (see sigprop.analysis.stats for the
 # tests and README "Checks" for why each was chosen). Two kinds:
@@ -168,8 +168,6 @@ def fig11(t: pd.DataFrame) -> list[Check]:
     return out
 
 
-#: residual scales of Figs 3, 9 from the largest to the smallest (for L >= 16, where 1/sqrt(L) <= 0.25)
-ALPHA_ORDER = ["1", "0.5", "0.25", "1/sqrt(L)"]
 #: "past the first few layers": layers >= 4 (README "Checks")
 FIRST_LAYER = 4
 
@@ -504,7 +502,7 @@ def figS3(t: pd.DataFrame) -> list[Check]:
     layers = sorted(int(v) for v in t.layer.unique() if v >= FIRST_LAYER)
     for norm in [n for n in NORM_LABELS if n in set(t.norm)]:
         g = t[t.norm == norm]
-        order = [a for a in ALPHA_ORDER if a in set(g.alpha)]
+        order = [a for a in RESIDUAL_SCALES if a in set(g.alpha)]  # largest first (L >= 16)
         if len(order) < 2:
             continue
         label = f"figS3 {NORM_LABELS[norm]} ({', '.join(order)})"
