@@ -142,7 +142,8 @@ def _rule_keys() -> list[tuple[str, tuple[str, ...]]]:
 # edited file -> the rules (plot:<figure>) whose code hash must change; read off the import statements
 EDITS = {
     "sigprop/params.py": {"simulate", "train_toy", "aggregate", "checks", "train_translation", "evaluate_translation",
-                          "simulate_method_init", "table1", "table2", "plot:fig07"},  # model, aggregation import it
+                          "simulate_method_init", "table1", "table2", "plot:fig07", "plot:fig08", "plot:fig12",
+                          "plot:fig13"},  # model, aggregation and the plot style (residual-scale labels) import it
     "sigprop/plotting/_heatmaps.py": {"plot:fig12", "plot:fig13"},
     "sigprop/plotting/style.py": {"plot:fig07", "plot:fig08", "plot:fig12", "plot:fig13", "table1", "table2"},
     "sigprop/tasks/toy_reversal.py": {"train_toy"},

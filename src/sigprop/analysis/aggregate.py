@@ -10,7 +10,7 @@ import pandas as pd
 from sigprop.analysis import theory
 from sigprop.analysis.paper_values import PAPER_TABLE1
 from sigprop.analysis.stats import ratio_pseudo_values
-from sigprop.params import resolve_alpha
+from sigprop.params import is_depth_scaled, resolve_alpha
 
 LEVEL = 0.95
 N_BOOT = 1000
@@ -388,11 +388,6 @@ def figS1(raw: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([cos, ratio, loss], ignore_index=True)
 
 
-def _scaled_alpha(alpha: str) -> bool:
-    """Whether a residual scale is written as alpha^2 = 1/L (the scaling of the L -> infinity limits)."""
-    return str(alpha).replace(" ", "") in {"1/sqrt(L)", "1/sqrtL"}
-
-
 def figS2(raw: pd.DataFrame) -> pd.DataFrame:
     """Last layer (l = L) of stacks of depth L: rho^L and |X^L|^2 with the finite-L closed form (``theory``,
     seed-level deviations ``seed_dev`` as :func:`correlation_table`), the L -> infinity limit (``limit``) and
@@ -418,7 +413,7 @@ def figS2(raw: pd.DataFrame) -> pd.DataFrame:
         g = last.loc[[key]].sort_values("seed")
         seed_values.append(ratio_pseudo_values(g.offdiag.to_numpy(), (n - 1) * g.sq_norm.to_numpy())
                            if r.metric == "correlation" else g.sq_norm.to_numpy(dtype=float))
-        if _scaled_alpha(r.alpha):
+        if is_depth_scaled(r.alpha):
             lim = (theory.correlation_limit(n, s0.x_sq, c0, 1.0) if r.metric == "correlation"
                    else theory.sq_norm_limit(n, s0.x_sq, c0, 1.0, 1.0))
         else:
@@ -426,7 +421,7 @@ def figS2(raw: pd.DataFrame) -> pd.DataFrame:
         limits.append(lim)
     table["limit"] = limits
     table["seed_values"] = seed_values  # rho: delta-method pseudo-values (their mean is rho^L)
-    table["scaling"] = np.where([_scaled_alpha(a) for a in table.alpha], "alpha^2 = 1/L", "constant alpha")
+    table["scaling"] = np.where([is_depth_scaled(a) for a in table.alpha], "alpha^2 = 1/L", "constant alpha")
     return table.rename(columns={"n_layers": "depth"}).drop(columns="layer").reset_index(drop=True)
 
 

@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sigprop.plotting.style import ALPHA_LABELS, Style, band
+from sigprop.params import residual_scale_label, residual_scale_order
+from sigprop.plotting.style import Style, band
 
-ALPHAS = ["1", "0.5", "0.25", "1/sqrt(L)"]
 PANELS = [
     ("cosine", "token cosine"),
     ("grad_ratio_q", r"$|\nabla W_Q^l| / |\nabla W_Q^1|$"),
@@ -21,7 +21,7 @@ def _draw_row(axes: np.ndarray, table: pd.DataFrame, colors: dict, alphas: list[
     for ax, (metric, ylabel), tag in zip(axes, PANELS, tags):
         for alpha in alphas:
             t = table[(table.metric == metric) & (table.alpha == alpha)].sort_values("layer")
-            band(ax, t.layer, t["mean"], t.ci_low, t.ci_high, colors[alpha], ALPHA_LABELS.get(alpha, alpha))
+            band(ax, t.layer, t["mean"], t.ci_low, t.ci_high, colors[alpha], residual_scale_label(alpha))
             if metric == "grad_ratio_q":
                 k = table[(table.metric == "grad_ratio_k") & (table.alpha == alpha)].sort_values("layer")
                 ax.plot(k.layer, k["mean"], color=colors[alpha], ls=":", lw=1.0)
@@ -36,8 +36,7 @@ def _draw_row(axes: np.ndarray, table: pd.DataFrame, colors: dict, alphas: list[
 
 
 def _alphas(tables: list[pd.DataFrame]) -> list[str]:
-    present = set().union(*(set(t.alpha) for t in tables))
-    return [a for a in ALPHAS if a in present] + sorted(present - set(ALPHAS))
+    return residual_scale_order(set().union(*(set(t.alpha) for t in tables)))
 
 
 def plot_encoder_init(table: pd.DataFrame, style: Style, norm_label: str) -> Figure:

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sigprop.params import residual_scale_label
 from sigprop.plotting._translation import dataset_title
 from sigprop.plotting.style import Style, band
 
@@ -55,8 +56,8 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         ax.set_ylim(-0.05, 1.02)
     for depth in depths:
         axes[0].plot([], [], color=colors[depth], label=f"{depth}+{depth} blocks")
-    axes[0].plot([], [], color="grey", ls="-", label=r"POST-LN, $\alpha=1$")
-    axes[0].plot([], [], color="grey", ls="--", label=r"POST-LN, $\alpha=1/\sqrt{L}$")
+    axes[0].plot([], [], color="grey", ls="-", label=f"POST-LN, {residual_scale_label('1')}")
+    axes[0].plot([], [], color="grey", ls="--", label=f"POST-LN, {residual_scale_label('1/sqrt(L)')}")
     if (t.n_diverged > 0).any():
         axes[0].plot([], [], "x", color="grey", label="diverged")
     axes[0].legend(loc="best")

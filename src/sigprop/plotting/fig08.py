@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
+from sigprop.params import residual_scale_label, residual_scale_order
 from sigprop.plotting.style import THEORY, Style, band
 
-SCALES = {"1": r"$\alpha=1$", "1/sqrt(L)": r"$\alpha=1/\sqrt{L}$"}
 ATTENTION = {"uniform": "-", "softmax": ":"}
 
 
@@ -15,12 +15,14 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     """Left |X^l|^2 (log), right rho^l; colour = scaling, solid uniform, dotted softmax, dashed theory."""
     t = tables["fig08"]
     fig, axes = style.figure(1, 2, height_ratio=0.8)
-    colors = dict(zip(SCALES, style.colors(len(SCALES))))
+    alphas = residual_scale_order(t.alpha)
+    colors = dict(zip(alphas, style.colors(len(alphas))))
     for ax, metric, ylabel in (
         (axes[0], "sq_norm", r"$\|X^l\|_F^2$"),
         (axes[1], "correlation", r"correlation $\rho^l$"),
     ):
-        for alpha, alabel in SCALES.items():
+        for alpha in alphas:
+            alabel = residual_scale_label(alpha)
             for att, ls in ATTENTION.items():
                 s = t[(t.metric == metric) & (t.alpha == alpha) & (t.attention == att)].sort_values("layer")
                 if s.empty:

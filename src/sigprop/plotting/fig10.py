@@ -8,6 +8,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from sigprop.params import residual_scale_label, residual_scale_order
 from sigprop.plotting.style import Style
 
 
@@ -21,13 +22,6 @@ def _panel_order(t: pd.DataFrame) -> list[tuple[str, object]]:
     return sorted(panels, key=lambda p: (str(p[1]) != "1/sqrt(d)", p[0] != "uniform", str(p[1])))
 
 
-ALPHA_ORDER = ["1", "0.5", "1/sqrt(L)"]
-
-
-def _alpha_label(alpha: str) -> str:
-    return r"$\alpha=1/\sqrt{L}$" if alpha == "1/sqrt(L)" else rf"$\alpha={alpha}$"
-
-
 def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     """One row per residual scale alpha, one panel per (attention, input std); colour = depth.
 
@@ -38,8 +32,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         t["alpha"] = "1"
     t["log10_sq_norm"] = np.log10(t.sq_norm)
     panels = _panel_order(t)
-    present = list(dict.fromkeys(t.alpha))
-    alphas = [a for a in ALPHA_ORDER if a in present] + [a for a in present if a not in ALPHA_ORDER]
+    alphas = residual_scale_order(t.alpha)
     fig, axes = style.figure(len(alphas), len(panels), height_ratio=0.85, squeeze=False, sharey=False)
     depths = sorted(t.layer.unique())
     cmap = mpl.colormaps["viridis"]
@@ -65,7 +58,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             ax.text(0.98, 0.95, f"emp./theory\n= {emp / th:.2f}", transform=ax.transAxes, ha="right", va="top",
                     fontsize=style.font_size - 2, bbox={"facecolor": "white", "alpha": 0.85, "lw": 0, "pad": 1})
             ax.set_xlabel(r"$\log_{10}\|X^l\|_F^2$" if r == len(alphas) - 1 else "")
-            ax.set_ylabel(f"{_alpha_label(alpha)}\ndensity" if i == 0 else "")
+            ax.set_ylabel(f"{residual_scale_label(alpha)}\ndensity" if i == 0 else "")
     fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=axes.ravel().tolist(), label="depth l", aspect=30)
     axes[0][0].plot([], [], color="red", ls="--", label=f"empirical mean, depth {last}")
     axes[0][0].plot([], [], color="blue", ls="--", label=f"theoretical mean, depth {last}")

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pandas as pd
 from matplotlib.figure import Figure
 
-from sigprop.plotting.style import ALPHA_LABELS, Style, band
+from sigprop.params import residual_scale_label, residual_scale_order
+from sigprop.plotting.style import Style, band
 
-ALPHAS = ["1", "0.5", "0.25", "1/sqrt(L)"]
 NORMS = {"post": "POST-LN", "pre": "PRE-LN", "none": "No-LN"}
 PANELS = {
     "cosine": "token cosine",
@@ -21,7 +21,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
     t = tables["figS3"]
     norms = [n for n in NORMS if n in set(t.norm)]
     fig, axes = style.figure(len(norms), 3, height_ratio=0.75, squeeze=False, sharex=True)
-    alphas = [a for a in ALPHAS if a in set(t.alpha)] + sorted(set(t.alpha) - set(ALPHAS))
+    alphas = residual_scale_order(t.alpha)
     colors = dict(zip(alphas, style.colors(len(alphas))))
     for i, norm in enumerate(norms):
         for j, (metric, ylabel) in enumerate(PANELS.items()):
@@ -29,7 +29,7 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
             for alpha in alphas:
                 s = t[(t.norm == norm) & (t.metric == metric) & (t.alpha == alpha)].sort_values("layer")
                 if len(s):
-                    band(ax, s.layer, s["mean"], s.ci_low, s.ci_high, colors[alpha], ALPHA_LABELS.get(alpha, alpha))
+                    band(ax, s.layer, s["mean"], s.ci_low, s.ci_high, colors[alpha], residual_scale_label(alpha))
             ax.set_title(f"({chr(97 + 3 * i + j)}) {NORMS[norm]}", loc="left")
             ax.set_ylabel(ylabel)
             if metric == "stable_rank":

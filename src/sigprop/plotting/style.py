@@ -17,14 +17,11 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from sigprop.io import atomic_path  # noqa: E402
+from sigprop.params import RESIDUAL_SCALES  # noqa: E402
 
 THEORY = {"ls": "--", "lw": 1.0}
-ALPHA_LABELS = {
-    "1": r"$\alpha=1$",
-    "0.5": r"$\alpha=0.5$",
-    "0.25": r"$\alpha=0.25$",
-    "1/sqrt(L)": r"$\alpha=1/\sqrt{L}$",
-}
+#: the residual scales' labels (defined in :data:`sigprop.params.RESIDUAL_SCALES`)
+ALPHA_LABELS = RESIDUAL_SCALES
 
 
 @dataclass(frozen=True)
