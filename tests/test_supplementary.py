@@ -118,11 +118,13 @@ def test_figS2_checks_pass_on_the_theory_and_fail_on_a_wrong_one(figS2_table):
     t = figS2_table
     res = {c.name: c for c in checks.figS2(t)}
     band = [c for n, c in res.items() if "vs finite-L closed form" in n and c.applicable]
-    assert band and all(c.passed for c in band)
+    # no band check fails on the right theory; at 40 seeds and d = 16 the bands are wider than the resolution
+    assert band and all(c.status in ("passed", "undecided") for c in band)
+    assert all("would resolve it" in c.tolerance for c in band if c.status == "undecided")
     wrong = t.copy()
     wrong["theory"] = wrong.theory * 1.5
     wrong["seed_dev"] = [np.asarray(d) - 0.5 * th / 1.5 for d, th in zip(wrong.seed_dev, wrong.theory)]
-    assert not all(c.passed for c in checks.figS2(wrong) if "vs finite-L closed form" in c.name and c.applicable)
+    assert any(c.status == "failed" for c in checks.figS2(wrong) if "vs finite-L closed form" in c.name)
     moved = t.copy()
     moved["limit"] = moved.limit * 1.3  # a wrong limit: the measured value at the largest L is not within 5%
     conv = [c for c in checks.figS2(moved) if "vs the L -> infinity limit" in c.name]

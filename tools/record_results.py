@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sigprop.analysis.checkrow import statuses
 from sigprop.io import atomic_path, read_table
 from sigprop.plotting.tables import table1_display
 
@@ -74,7 +75,7 @@ def generated(run: Path, images: Path, page_dir: Path, times: dict | None) -> st
         rows = pd.read_csv(checks)
         rows = rows[rows.figure.astype(str).isin(CLAIM_FIGURES)]
         if len(rows):
-            show = rows[["name", "measured", "expected", "pass", "applicable"]]
+            show = rows[["name", "measured", "expected"]].assign(status=statuses(rows))  # undecided: neither
             out += ["### The paper's translation claims at this scale (results/checks.csv)", "", markdown(show), ""]
     images.mkdir(parents=True, exist_ok=True)
     pngs = sorted(p for p in (run / "figures").glob("*.png") if p.name.startswith(FIGURE_PREFIXES))

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from sigprop.analysis.checkrow import FAILED, NOT_APPLICABLE, PASSED, UNDECIDED, status_counts
 from sigprop.analysis.registry import FIGURES, FigureSpec
 from sigprop.config import layer_files
 from sigprop.io import read_meta
@@ -29,6 +30,15 @@ def figure_sections(
         if png.exists():
             out.append((key, spec, png, checks[checks.figure == key].drop(columns="figure")))
     return out
+
+
+def checks_overview(checks: pd.DataFrame) -> str:
+    """One Markdown line: how many checks passed, failed, were undecided at this size and not applicable
+    (:func:`sigprop.analysis.checkrow.statuses`; an undecided check is neither a pass nor a failure)."""
+    counts = status_counts(checks)
+    return (f"**{counts[PASSED]} of {len(checks)} checks pass, {counts[FAILED]} fail, {counts[UNDECIDED]} are "
+            f"undecided at this size** (the config's seeds cannot decide them: each row says what would), "
+            f"{counts[NOT_APPLICABLE]} are reported only (not applicable).")
 
 
 def config_summary(config_file: str | Path) -> dict[str, str]:
