@@ -6,7 +6,6 @@ gradients, parameters after a few updates, batches), and the pipeline is checked
 
 from __future__ import annotations
 
-import copy
 import random
 
 import numpy as np
@@ -32,11 +31,12 @@ def model_pair(norm: str = "post", tau: float = 1.0, dropout: float = 0.0, init:
     """The same weights on the plain and on the fast path."""
     block = ModelConfig(d_model=16, n_heads=4, d_ff=24, n_layers=2, norm=norm, bias=True, tau=tau, dropout=dropout,
                         attn_dropout=dropout, act_dropout=dropout, **kw)
-    plain = EncoderDecoder(Seq2SeqConfig(block=block, vocab=V, fast=False, init=init), torch.Generator().manual_seed(0))
-    fast = copy.deepcopy(plain)
-    fast.set_fast(True)
+    plain, fast = (EncoderDecoder(Seq2SeqConfig(block=block, vocab=V, fast=on, init=init),
+                                  torch.Generator().manual_seed(0)) for on in (False, True))
     assert not any(m.fast for m in plain.modules() if isinstance(m, MultiHeadAttention))
     assert all(m.fast for m in fast.modules() if isinstance(m, MultiHeadAttention))
+    assert plain.state_dict().keys() == fast.state_dict().keys()
+    assert all(torch.equal(p, q) for p, q in zip(plain.state_dict().values(), fast.state_dict().values()))
     return plain, fast
 
 

@@ -19,6 +19,8 @@ from sigprop.model import (
     block_config,
     resolve_alpha,
 )
+from sigprop.model import functional as model_functional
+from sigprop.model.functional import causal_mask
 
 F64 = torch.float64
 
@@ -299,3 +301,31 @@ def test_kv_cache_with_uniform_attention_says_it_needs_softmax():
     attn = MultiHeadAttention(ModelConfig(d_model=8, n_heads=2, n_layers=1, attention="uniform"))
     with pytest.raises(ValueError, match="softmax"):
         attn(torch.randn(1, 2, 8), cache=KVCache())
+
+
+def test_causal_mask_lets_the_last_n_of_m_positions_see_every_earlier_key():
+    assert causal_mask(3, 3).tolist() == [[True, False, False], [True, True, False], [True, True, True]]
+    # cached decoding: 2 new queries after 3 cached positions see the cached keys and, causally, each other
+    assert causal_mask(2, 5).tolist() == [[True, True, True, True, False], [True, True, True, True, True]]
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_kv_cache_several_positions_per_step_equal_causal_attention(fast, monkeypatch):
+    """A non-square causal mask (n new queries, m > n keys): feeding 3, then 2, then 1 positions gives the rows of
+    full causal attention, on SDPA's path and on the fast path's explicit scores (attention dropout on the CPU,
+    here the identity); a mask aligned with the first key instead would hide the cached keys."""
+    monkeypatch.setattr(model_functional, "dropout", lambda x, p, training: x)
+    cfg = ModelConfig(d_model=16, n_heads=2, n_layers=1, tau=1.5, bias=True, attn_dropout=0.1 if fast else 0.0,
+                      fast=fast)
+    attn = MultiHeadAttention(cfg).to(F64).train()
+    x = torch.randn(3, 6, 16, generator=torch.Generator().manual_seed(1), dtype=F64)
+    full = attn(x, causal=True)
+    cache = KVCache()
+    steps = torch.cat([attn(x[:, a:b], causal=True, cache=cache) for a, b in ((0, 3), (3, 5), (5, 6))], dim=1)
+    torch.testing.assert_close(steps, full, rtol=1e-12, atol=1e-12)
+    # the path taken is the one named: with fast on, the explicit scores (not SDPA) ran
+    calls = []
+    sdpa = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    attn(x[:, :2], causal=True, cache=KVCache())
+    assert calls == ([] if fast else [1])

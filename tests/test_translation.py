@@ -39,10 +39,11 @@ WORDS = "the cat sat on a mat and dog ran far away".split()
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-def tiny_model(norm: str = "post", seed: int = 0, init: str = "fairseq", layers: int = 2, **kw) -> EncoderDecoder:
+def tiny_model(norm: str = "post", seed: int = 0, init: str = "fairseq", layers: int = 2, fast: bool = True,
+               **kw) -> EncoderDecoder:
     torch.manual_seed(seed)
     block = ModelConfig(d_model=32, n_heads=4, d_ff=64, n_layers=layers, norm=norm, bias=True, **kw)
-    return EncoderDecoder(Seq2SeqConfig(block=block, vocab=40, init=init)).eval()
+    return EncoderDecoder(Seq2SeqConfig(block=block, vocab=40, init=init, fast=fast)).eval()
 
 
 def src_batch(seed: int = 1) -> torch.Tensor:
@@ -215,8 +216,7 @@ def _prefix(rows: int = 5, n: int = 7, seed: int = 5) -> torch.Tensor:
 @pytest.mark.parametrize("norm", ["post", "pre", "none"])
 def test_incremental_decoding_matches_full_decoder(norm, fast):
     """Token by token through the cache (as search decodes) and in chunks: the full decoder's logits."""
-    model = tiny_model(norm, tau=2.0)
-    model.set_fast(fast)  # the full decoder on the training fast path or the plain one; the cache on its own
+    model = tiny_model(norm, tau=2.0, fast=fast)  # the training fast path or the plain one, cached or not
     src, prev = src_batch(), _prefix()
     memory, mask, _ = model.encode(src)
     full, _ = model.decode(prev, memory, mask)

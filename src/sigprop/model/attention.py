@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sigprop.model.config import ModelConfig
-from sigprop.model.functional import additive_mask, attention_weights, causal_bias, dropout_fn
+from sigprop.model.functional import attention_weights, causal_mask, dropout_fn
 
 
 class KVCache:
@@ -45,7 +45,11 @@ class KVCache:
 
 
 class MultiHeadAttention(nn.Module):
-    """Multi-head (self- or cross-) attention with inverse temperature ``tau``."""
+    """Multi-head (self- or cross-) attention with inverse temperature ``tau``.
+
+    Every call projects (:meth:`_project`: packed or not, through the cache or not), then attends once
+    (:meth:`_attend`: one scale, one mask, one dropout).
+    """
 
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
@@ -56,12 +60,13 @@ class MultiHeadAttention(nn.Module):
         self.wv = nn.Linear(d, dh, bias=cfg.bias)
         self.wo = nn.Linear(dh, d, bias=cfg.bias) if cfg.out_proj else nn.Identity()
         self.tau = cfg.tau
-        #: the training fast path (:meth:`EncoderDecoder.set_fast`): one GEMM for Q, K, V (K, V for
-        #: cross-attention) and, with attention dropout on the CPU, the scale in the score GEMM.
-        #: The parameters stay separate (same init and RNG order); off by default, so the init-time
-        #: experiments keep the plain, bit-reproducible path.
-        self.fast = False
-        self.fast_dropout = False
+        #: the training fast path, read from the config here (as timm's ``fused_attn``): one GEMM for Q, K, V
+        #: (K, V for cross-attention) and, with attention dropout on the CPU, the scale in the score GEMM and
+        #: the mask filled in place. The parameters stay separate (same init and RNG order); off by default,
+        #: so the init-time experiments keep the plain, bit-reproducible path.
+        self.fast = cfg.fast
+        #: :func:`~sigprop.model.functional.dropout` (cheaper masks on the CPU) for the attention weights
+        self.fast_dropout = cfg.uses_fast_dropout
 
     def _heads(self, x: Tensor) -> Tensor:
         """(batch, n, heads * d_k) -> (batch, heads, n, d_k)."""
@@ -73,19 +78,66 @@ class MultiHeadAttention(nn.Module):
         b, h, n, dk = out.shape
         return self.wo(out.transpose(1, 2).reshape(b, n, h * dk))
 
-    def _sdpa(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool,
-              drop: float) -> Tensor:
-        """Softmax attention by SDPA; ``causal`` lets query i (of n) see keys up to ``m - n + i`` (the queries
-        are the last n positions), ``key_padding_mask`` (batch, m) hides padded keys."""
+    def _linear(self, x: Tensor, lins: tuple[nn.Linear, ...]) -> tuple[Tensor, ...]:
+        """``x`` through the projections ``lins``, per head (batch, heads, n, d_k) each; on the fast path several
+        at once in one GEMM of the concatenated weights."""
+        if not self.fast or len(lins) == 1:
+            return tuple(self._heads(lin(x)) for lin in lins)
+        weight = torch.cat([lin.weight for lin in lins])
+        bias = torch.cat([lin.bias for lin in lins]) if lins[0].bias is not None else None
+        b, n, _ = x.shape
+        y = F.linear(x, weight, bias).view(b, n, len(lins), self.cfg.n_heads, self.cfg.d_k)
+        return y.permute(2, 0, 3, 1, 4).unbind(0)
+
+    def _project(self, x: Tensor, memory: Tensor | None, cache: KVCache | None) -> tuple[Tensor, Tensor, Tensor]:
+        """Queries from ``x``; keys and values from ``x`` (self-attention: ``memory`` is None) or ``memory``,
+        through ``cache`` if given (self-attention appends to it; cross-attention fills it once, then reads it)."""
+        if memory is None:
+            q, k, v = self._linear(x, (self.wq, self.wk, self.wv))
+            return (q, *cache.extend(k, v)) if cache is not None else (q, k, v)
+        (q,) = self._linear(x, (self.wq,))
+        if cache is None:
+            return (q, *self._linear(memory, (self.wk, self.wv)))
+        if cache.k is None:
+            cache.extend(*self._linear(memory, (self.wk, self.wv)))
+        return q, cache.k, cache.v
+
+    def _attend(self, q: Tensor, k: Tensor, v: Tensor, key_padding_mask: Tensor | None, causal: bool) -> Tensor:
+        """Heads' outputs (batch, heads, n, d_k): weights softmax(tau / sqrt(d_k) q k^T) (or uniform), masked,
+        dropped out, times ``v``.
+
+        ``key_padding_mask`` (batch, m) hides padded keys; ``causal`` lets query i see keys up to ``m - n + i``
+        (:func:`~sigprop.model.functional.causal_mask`: the queries are the last n of the m positions).
+        """
         scale = self.tau / math.sqrt(self.cfg.d_k)
+        drop = self.cfg.attn_dropout if self.training else 0.0
+        dropout = dropout_fn(self.fast_dropout)
+        if self.cfg.attention != "softmax":
+            if causal or key_padding_mask is not None:
+                raise ValueError("uniform attention is defined for unmasked encoders only")
+            return dropout(attention_weights(scale * q @ k.transpose(-2, -1), "uniform"), drop, self.training) @ v
+        b, h, n, dk = q.shape
+        m = k.shape[2]
+        causal = causal and n > 1  # a single query is the last position: it sees every key
         mask = None if key_padding_mask is None else ~key_padding_mask[:, None, None, :]  # (batch, 1, 1, m)
-        n, m = q.shape[2], k.shape[2]
+        # SDPA's fused kernels, except with attention dropout on the CPU on the fast path: there SDPA falls back
+        # to its unfused math path (q and k scaled separately, the mask converted per call), so the scale rides
+        # on the score GEMM and the mask is filled in place, broadcast
+        explicit = self.fast and drop > 0.0 and q.device.type == "cpu"
         # SDPA's is_causal path is NaN at scale 0 (tau = 0) and aligns its mask with the first key
-        if causal and (mask is not None or scale == 0.0 or n != m):
-            tri = torch.ones(n, m, dtype=torch.bool, device=q.device).tril(m - n)
+        if causal and (explicit or mask is not None or scale == 0.0 or n != m):
+            tri = causal_mask(n, m, q.device)
             mask = tri if mask is None else mask & tri
             causal = False
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal, scale=scale)
+        if not explicit:
+            return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=drop, is_causal=causal,
+                                                  scale=scale)
+        scores = torch.baddbmm(q.new_zeros(()), q.reshape(b * h, n, dk), k.reshape(b * h, m, dk).transpose(1, 2),
+                               beta=0.0, alpha=scale).view(b, h, n, m)
+        if mask is not None:
+            scores.masked_fill_(~mask, float("-inf"))
+        a = dropout(torch.softmax(scores, dim=-1), drop, True).view(b * h, n, m)
+        return torch.bmm(a, v.reshape(b * h, m, dk)).view(b, h, n, dk)
 
     def forward(
         self,
@@ -102,70 +154,8 @@ class MultiHeadAttention(nn.Module):
         to the cache and they attend to every cached position (and, causally, to each other); in
         cross-attention the keys and values of ``memory`` are computed on the first call and then reused.
         """
-        if cache is not None:
-            return self._cached_forward(x, memory, key_padding_mask, causal, cache)
-        src = x if memory is None else memory
-        if self.fast and self.cfg.attention == "softmax":
-            return self._fast_forward(x, src, key_padding_mask, causal)
-        q, k, v = self._heads(self.wq(x)), self._heads(self.wk(src)), self._heads(self.wv(src))
-        drop = self.cfg.attn_dropout if self.training else 0.0
-        if self.cfg.attention == "softmax":
-            out = self._sdpa(q, k, v, key_padding_mask, causal, drop)
-        else:
-            if causal or key_padding_mask is not None:
-                raise ValueError("uniform attention is defined for unmasked encoders only")
-            scale = self.tau / math.sqrt(self.cfg.d_k)
-            a = attention_weights(scale * q @ k.transpose(-2, -1), "uniform")
-            out = F.dropout(a, drop, self.training) @ v
-        return self._merge(out)
-
-    def _cached_forward(self, x: Tensor, memory: Tensor | None, key_padding_mask: Tensor | None, causal: bool,
-                        cache: KVCache) -> Tensor:
-        """:meth:`forward` with a :class:`KVCache` (separate projections, as the plain path)."""
-        if self.cfg.attention != "softmax":
+        if cache is not None and self.cfg.attention != "softmax":
             raise ValueError("a KV cache is for decoding, which needs softmax attention (uniform attention is "
                              "defined for unmasked encoders only)")
-        q = self._heads(self.wq(x))
-        if memory is None:  # self-attention: this call's positions follow the cached ones
-            k, v = cache.extend(self._heads(self.wk(x)), self._heads(self.wv(x)))
-            causal = causal and x.shape[1] > 1  # one new position sees every cached one: nothing to mask
-        else:  # cross-attention: the memory's keys and values once
-            if cache.k is None:
-                cache.extend(self._heads(self.wk(memory)), self._heads(self.wv(memory)))
-            k, v = cache.k, cache.v
-        drop = self.cfg.attn_dropout if self.training else 0.0
-        return self._merge(self._sdpa(q, k, v, key_padding_mask, causal, drop))
-
-    def _packed(self, x: Tensor, lins: tuple[nn.Linear, ...]) -> Tensor:
-        """``x`` through several projections at once: (len(lins), batch, heads, n, d_k)."""
-        weight = torch.cat([lin.weight for lin in lins])
-        bias = torch.cat([lin.bias for lin in lins]) if lins[0].bias is not None else None
-        b, n, _ = x.shape
-        y = F.linear(x, weight, bias).view(b, n, len(lins), self.cfg.n_heads, self.cfg.d_k)
-        return y.permute(2, 0, 3, 1, 4)
-
-    def _fast_forward(self, x: Tensor, src: Tensor, key_padding_mask: Tensor | None, causal: bool) -> Tensor:
-        """Softmax attention as :meth:`forward`, with packed projections (equal up to rounding)."""
-        if src is x:
-            q, k, v = self._packed(x, (self.wq, self.wk, self.wv)).unbind(0)
-        else:
-            q = self._packed(x, (self.wq,))[0]
-            k, v = self._packed(src, (self.wk, self.wv)).unbind(0)
-        drop = self.cfg.attn_dropout if self.training else 0.0
-        if drop == 0.0 or x.device.type != "cpu":
-            # SDPA's fused kernels (on the CPU only without dropout); the mask as a broadcast boolean view
-            return self._merge(self._sdpa(q, k, v, key_padding_mask, causal, drop))
-        # with dropout SDPA on the CPU falls back to its unfused math path (q and k scaled separately, the
-        # mask converted per call); here the scale rides on the score GEMM and the mask is added
-        # in place, broadcast
-        scale = self.tau / math.sqrt(self.cfg.d_k)
-        b, h, n, dk = q.shape
-        m = k.shape[2]
-        scores = torch.baddbmm(q.new_zeros(()), q.reshape(b * h, n, dk), k.reshape(b * h, m, dk).transpose(1, 2),
-                               beta=0.0, alpha=scale).view(b, h, n, m)
-        if key_padding_mask is not None:
-            scores.add_(additive_mask(key_padding_mask, scores.dtype))  # broadcast (b, 1, 1, m)
-        if causal:
-            scores.add_(causal_bias(n, m, scores.dtype, scores.device))  # broadcast (n, m)
-        a = dropout_fn(self.fast_dropout)(torch.softmax(scores, dim=-1), drop, True).view(b * h, n, m)
-        return self._merge(torch.bmm(a, v.reshape(b * h, m, dk)).view(b, h, n, dk))
+        q, k, v = self._project(x, memory, cache)
+        return self._merge(self._attend(q, k, v, key_padding_mask, causal))

@@ -29,7 +29,7 @@ class FeedForward(nn.Module):
     def __init__(self, cfg: ModelConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.fast = False  # the fast dropout (dropout); see MultiHeadAttention.fast
+        self.fast = cfg.uses_fast_dropout  # the fast dropout (ModelConfig.fast_dropout)
         self.w1 = nn.Linear(cfg.d_model, cfg.d_ff, bias=cfg.bias)
         self.w2 = nn.Linear(cfg.d_ff, cfg.d_model, bias=cfg.bias)
 
@@ -79,7 +79,7 @@ class Block(nn.Module):
         else:
             self.register_buffer("alpha1", a1)
             self.register_buffer("alpha2", a1 if cfg.shared_alpha else a2)
-        self.fast = False  # the fast dropout (dropout); see MultiHeadAttention.fast
+        self.fast = cfg.uses_fast_dropout  # the fast dropout (ModelConfig.fast_dropout)
         n_norms = 3 if cross else 2
         use_ln = cfg.norm != "none"
         self.norms = nn.ModuleList(nn.LayerNorm(cfg.d_model) if use_ln else nn.Identity() for _ in range(n_norms))

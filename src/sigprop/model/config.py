@@ -37,11 +37,23 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     act_dropout: float = 0.0
+    #: the training fast path, read when the modules are built: packed Q/K/V GEMMs and, with attention dropout
+    #: on the CPU, the scale and mask fused into the score GEMM (:class:`~sigprop.model.MultiHeadAttention`;
+    #: the same function up to rounding)
+    fast: bool = False
+    #: :func:`~sigprop.model.dropout`'s cheaper CPU masks for every dropout (other, equally distributed draws
+    #: than ``F.dropout``'s); None: as ``fast``
+    fast_dropout: bool | None = None
 
     @property
     def d_k(self) -> int:
         """Per-head query/key (and value) dimension."""
         return self.d_model // self.n_heads
+
+    @property
+    def uses_fast_dropout(self) -> bool:
+        """Whether dropout draws :func:`~sigprop.model.dropout`'s masks (``fast_dropout``, default ``fast``)."""
+        return self.fast if self.fast_dropout is None else bool(self.fast_dropout)
 
 
 def block_config(values: Mapping[str, Any], **over: Any) -> ModelConfig:
@@ -92,16 +104,18 @@ class Seq2SeqConfig:
     init: Seq2SeqInit = "fairseq"
     scale_embedding: bool = True
     max_positions: int = 1024
-    #: the training fast path of :meth:`~sigprop.model.EncoderDecoder.set_fast` (the same function up to
+    #: the training fast path of both stacks (:attr:`ModelConfig.fast`, which it sets; the same function up to
     #: rounding and dropout's random draws)
     fast: bool = True
+    #: :attr:`ModelConfig.fast_dropout` of both stacks and the embedding (None: as ``fast``)
+    fast_dropout: bool | None = None
 
     @property
     def encoder(self) -> ModelConfig:
         """Configuration of the encoder stack."""
-        return self.block
+        return replace(self.block, fast=self.fast, fast_dropout=self.fast_dropout)
 
     @property
     def decoder(self) -> ModelConfig:
         """Configuration of the decoder stack (``decoder_layers`` blocks)."""
-        return replace(self.block, n_layers=self.decoder_layers or self.block.n_layers)
+        return replace(self.encoder, n_layers=self.decoder_layers or self.block.n_layers)

@@ -56,15 +56,10 @@ def dropout_fn(fast: bool) -> Callable[[Tensor, float, bool], Tensor]:
     return dropout if fast else F.dropout
 
 
-def additive_mask(key_padding_mask: Tensor, dtype: torch.dtype) -> Tensor:
-    """``-inf`` at padded keys, 0 elsewhere: (batch, 1, 1, m)."""
-    zeros = torch.zeros(key_padding_mask.shape, dtype=dtype, device=key_padding_mask.device)
-    return zeros.masked_fill_(key_padding_mask, float("-inf"))[:, None, None, :]
-
-
-def causal_bias(n: int, m: int, dtype: torch.dtype, device: torch.device) -> Tensor:
-    """``-inf`` above the diagonal: (n, m)."""
-    return torch.full((n, m), float("-inf"), dtype=dtype, device=device).triu_(1)
+def causal_mask(n: int, m: int, device: torch.device | None = None) -> Tensor:
+    """Which keys each of ``n`` queries may see when the queries are the last ``n`` of ``m`` positions: (n, m),
+    True where key ``j <= m - n + i`` (n = m: the lower triangle; cached decoding, n < m: every cached key too)."""
+    return torch.ones(n, m, dtype=torch.bool, device=device).tril(m - n)
 
 
 def sinusoidal_positions(n: int, d: int, dtype: torch.dtype = torch.float32) -> Tensor:

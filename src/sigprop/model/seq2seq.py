@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from sigprop.model.attention import MultiHeadAttention
-from sigprop.model.blocks import Block, FeedForward
 from sigprop.model.config import Seq2SeqConfig
 from sigprop.model.functional import dropout_fn, sinusoidal_positions
 from sigprop.model.init import init_seq2seq_
@@ -34,24 +33,8 @@ class EncoderDecoder(nn.Module):
         self.encoder = Stack(cfg.encoder)
         self.decoder = Stack(cfg.decoder, cross=True)
         self._attention = [m for m in self.modules() if isinstance(m, MultiHeadAttention)]
-        self._fast = False
-        self.set_fast(cfg.fast)
+        self._fast_dropout = cfg.encoder.uses_fast_dropout
         self.reset_parameters(generator)
-
-    def set_fast(self, fast: bool = True, *, dropout: bool | None = None) -> None:
-        """The training fast path or the plain one (both compute the same function, see :class:`Seq2SeqConfig`).
-
-        ``fast``: packed Q/K/V GEMMs and fused scale and mask in attention (else separate GEMMs and
-        SDPA); ``dropout`` (default: ``fast``): :func:`~sigprop.model.dropout`'s cheaper
-        masks on the CPU everywhere (else ``F.dropout``).
-        """
-        drop = bool(fast if dropout is None else dropout)
-        self._fast = drop
-        for m in self.modules():
-            if isinstance(m, MultiHeadAttention):
-                m.fast, m.fast_dropout = bool(fast), drop
-            elif isinstance(m, FeedForward | Block):
-                m.fast = drop
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Draw every weight from ``cfg.init`` (:func:`~sigprop.model.init.init_seq2seq_`)."""
@@ -69,7 +52,7 @@ class EncoderDecoder(nn.Module):
             raise ValueError(f"positions up to {offset + n - 1} but max_positions is {self.pos.shape[0]}: "
                              "raise Seq2SeqConfig.max_positions or decode shorter outputs")
         x = self.embed_scale * self.embed(tokens) + self.pos[offset : offset + n].to(self.embed.weight.dtype)
-        return dropout_fn(self._fast)(x, self.cfg.block.dropout, self.training)
+        return dropout_fn(self._fast_dropout)(x, self.cfg.block.dropout, self.training)
 
     def encode(self, src: Tensor) -> tuple[Tensor, Tensor, list[Tensor]]:
         """Return ``(memory, memory_padding_mask, encoder hidden states)`` for ``src`` (batch, m)."""
