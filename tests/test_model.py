@@ -329,3 +329,19 @@ def test_kv_cache_several_positions_per_step_equal_causal_attention(fast, monkey
     monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k))
     attn(x[:, :2], causal=True, cache=KVCache())
     assert calls == ([] if fast else [1])
+
+
+@pytest.mark.parametrize(("init", "paper_inits"), [("fairseq", 0), ("tfixup", 0), ("paper", 2)])
+def test_encoder_decoder_draws_each_weight_once(init, paper_inits, monkeypatch):
+    """Its stacks leave the paper's init to the model's own (one per stack under init='paper', none otherwise)."""
+    from sigprop.model import EncoderDecoder, Seq2SeqConfig
+    from sigprop.model import stack as stack_module
+
+    calls = []
+    real = stack_module.init_paper_
+    monkeypatch.setattr(stack_module, "init_paper_", lambda *a, **k: calls.append(1) or real(*a, **k))
+    block = ModelConfig(d_model=16, n_heads=2, d_ff=32, n_layers=2)
+    EncoderDecoder(Seq2SeqConfig(block=block, vocab=20, init=init), torch.Generator().manual_seed(0))
+    assert len(calls) == paper_inits
+    Stack(block)  # a stack on its own draws the paper's init when built
+    assert len(calls) == paper_inits + 1

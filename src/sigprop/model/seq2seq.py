@@ -30,8 +30,8 @@ class EncoderDecoder(nn.Module):
         self.embed = nn.Embedding(cfg.vocab, d, padding_idx=cfg.pad_index)
         self.embed_scale = math.sqrt(d) if cfg.scale_embedding else 1.0
         self.register_buffer("pos", sinusoidal_positions(cfg.max_positions, d), persistent=False)
-        self.encoder = Stack(cfg.encoder)
-        self.decoder = Stack(cfg.decoder, cross=True)
+        self.encoder = Stack(cfg.encoder, init=False)  # reset_parameters below draws every weight
+        self.decoder = Stack(cfg.decoder, cross=True, init=False)
         self._attention = [m for m in self.modules() if isinstance(m, MultiHeadAttention)]
         self._fast_dropout = cfg.encoder.uses_fast_dropout
         self.reset_parameters(generator)

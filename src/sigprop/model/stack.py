@@ -31,15 +31,20 @@ class StackCache:
 
 
 class Stack(nn.Module):
-    """``n_layers`` blocks with independent weights; returns the output and every hidden state."""
+    """``n_layers`` blocks with independent weights; returns the output and every hidden state.
 
-    def __init__(self, cfg: ModelConfig, cross: bool = False) -> None:
+    ``init``: draw the paper's initialisation (:meth:`reset_parameters`, global RNG) when built; False leaves
+    the modules' defaults for an owner that draws every weight itself (:class:`~sigprop.model.EncoderDecoder`).
+    """
+
+    def __init__(self, cfg: ModelConfig, cross: bool = False, init: bool = True) -> None:
         super().__init__()
         self.cfg = cfg
         block = PreNormBlock if cfg.norm == "pre" else PostNormBlock
         self.blocks = nn.ModuleList(block(cfg, cross=cross) for _ in range(cfg.n_layers))
         self.final_norm = nn.LayerNorm(cfg.d_model) if cfg.norm == "pre" else nn.Identity()
-        self.reset_parameters()
+        if init:
+            self.reset_parameters()
 
     def reset_parameters(self, generator: torch.Generator | None = None) -> None:
         """Re-draw every weight from the paper's initialisation (see :func:`init_paper_`)."""
