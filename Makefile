@@ -1,7 +1,7 @@
 # Shortcuts; each target is one command you can also type yourself.
 PY ?= python3
 
-.PHONY: install quick paper test lint rulegraph
+.PHONY: install quick paper test lint rulegraph config-table
 
 install:  ## PyTorch first (the CPU wheel), then this package with test and SLURM extras
 	$(PY) -m pip install torch==2.13.0
@@ -10,7 +10,7 @@ install:  ## PyTorch first (the CPU wheel), then this package with test and SLUR
 quick: install  ## the main job: quick config, every figure, on CPU
 	snakemake --cores 2
 
-paper:  ## paper scale (see README for a cluster)
+paper:  ## paper scale (docs/running.md, docs/slurm.md for a cluster)
 	snakemake --cores all --configfile config/paper.yaml
 
 lint:  ## the field's habits: ruff, snakefmt, snakemake --lint, current rule graph
@@ -22,5 +22,8 @@ lint:  ## the field's habits: ruff, snakefmt, snakemake --lint, current rule gra
 test: lint  ## lint, then the whole test suite
 	$(PY) -m pytest -q --durations=10
 
-rulegraph:  ## rewrite the README's rule graph
+rulegraph:  ## rewrite the rule graph in docs/running.md
 	$(PY) tools/rulegraph.py
+
+config-table:  ## rewrite config/README.md from the schema
+	$(PY) tools/config_table.py

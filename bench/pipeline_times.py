@@ -40,8 +40,9 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the run directory")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="sigprop-bench-"))
-    for name in ("Snakefile", "workflow", "config", "profiles", "envs", "README.md"):  # the report reads README
+    for name in ("Snakefile", "workflow", "config", "profiles", "envs", "docs/assumptions.md"):  # the report reads it
         src = ROOT / name
+        (work / name).parent.mkdir(parents=True, exist_ok=True)
         (shutil.copytree if src.is_dir() else shutil.copy)(src, work / name)
     os.symlink(ROOT / "src", work / "src")
     base = ["snakemake", *args.targets, "--cores", str(args.cores), "--configfile", args.config]

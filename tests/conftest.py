@@ -17,8 +17,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-# What a copy of the workflow needs besides src/ (names that do not exist are skipped); the report reads README.md.
-WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "README.md")
+# What a copy of the workflow needs besides src/ (names that do not exist are skipped); the report reads
+# docs/assumptions.md.
+WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "profiles", "envs", "docs/assumptions.md")
 SNAKEMAKE_TIMEOUT_S = 900
 
 
@@ -56,6 +57,7 @@ def copy_workflow(dest: Path, src: str = "symlink") -> Path:
         if item.is_dir():
             shutil.copytree(item, dest / name, ignore=shutil.ignore_patterns("__pycache__", ".snakemake"))
         elif item.exists():
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(item, dest / name)
     if src == "symlink":
         (dest / "src").symlink_to(REPO_ROOT / "src", target_is_directory=True)

@@ -349,7 +349,7 @@ def test_e2e_partial_file_of_a_killed_write_is_removed_by_the_next_run(e2e, tmp_
 
 
 @pytest.mark.slow
-def test_e2e_killed_snakemake_rerun_needs_unlock_as_the_readme_says(e2e, tmp_path, snakemake):
+def test_e2e_killed_snakemake_rerun_needs_unlock_as_the_docs_say(e2e, tmp_path, snakemake):
     wd = tmp_path / "wf"
     shutil.copytree(e2e, wd, symlinks=True)
     raws = sorted(p for p in (wd / RAW / "signal_propagation").rglob("*.parquet"))
@@ -369,7 +369,7 @@ def test_e2e_killed_snakemake_rerun_needs_unlock_as_the_readme_says(e2e, tmp_pat
     run.wait()
     proc = snakemake(wd, "--cores", "1", "fig8", "--configfile", "tiny.yaml")
     assert proc.returncode != 0 and "Directory cannot be locked" in proc.stdout and "--unlock" in proc.stdout
-    resume = (REPO_ROOT / "README.md").read_text().split("- **Resume**", 1)[1].split("\n- **", 1)[0]
+    resume = (REPO_ROOT / "docs" / "running.md").read_text().split("- **Resume**", 1)[1].split("\n- **", 1)[0]
     assert "snakemake --unlock" in resume and "Directory cannot be locked" in resume
     assert snakemake(wd, "--unlock", "--configfile", "tiny.yaml").returncode == 0
     proc = snakemake(wd, "--cores", "1", "fig8", "--configfile", "tiny.yaml")

@@ -1,4 +1,4 @@
-"""Keep the README's rule graph current: `python tools/rulegraph.py` rewrites it, `--check` fails if stale.
+"""Keep the rule graph in docs/running.md current: `python tools/rulegraph.py` rewrites it, `--check` fails if stale.
 
 The graph is drawn in a fresh copy of the workflow (no `results/`), with the IWSLT'14 data present: the
 tool points `$SIGPROP_IWSLT_DIR` at a stand-in directory that holds the raw files' names (empty files, enough
@@ -18,9 +18,9 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-TARGET = "README.md"
+TARGET = "docs/running.md"
 START, END = "<!-- rulegraph:start -->", "<!-- rulegraph:end -->"
-WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "envs")
+WORKFLOW_ITEMS = ("Snakefile", "workflow", "config", "envs", "docs/assumptions.md")  # what the rules read
 DATASETS = ("iwslt14", "iwslt14-mini")
 
 
@@ -46,6 +46,7 @@ def rulegraph(root: Path = ROOT) -> str:
             if item.is_dir():
                 shutil.copytree(item, wd / name, ignore=shutil.ignore_patterns("__pycache__"))
             else:
+                (wd / name).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copy2(item, wd / name)
         (wd / "src").symlink_to((root / "src").resolve(), target_is_directory=True)
         env = {

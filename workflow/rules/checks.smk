@@ -1,4 +1,4 @@
-# The paper's claims as checks (README "Checks") over the aggregated tables -> results/checks.csv (one-line summary at the end).
+# The paper's claims as checks (docs/checks.md) over the aggregated tables -> results/checks.csv (one-line summary at the end).
 
 
 rule checks:

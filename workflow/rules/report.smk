@@ -5,6 +5,7 @@
 rule report:
     input:
         notebook="workflow/notebooks/report.ipynb",
+        assumptions="docs/assumptions.md",
         code=code_inputs("report"),
         checks="results/checks.csv",
         figures=[
@@ -24,6 +25,7 @@ rule report:
     shell:
         "(papermill {input.notebook} {output.notebook}.tmp.ipynb --cwd . -k python3"
         " -p config_file {params.configfile:q} -p results_dir results -p figures_dir figures"
+        " -p assumptions {input.assumptions:q}"
         " && mv {output.notebook}.tmp.ipynb {output.notebook}"
         " && jupyter nbconvert --to html {output.notebook} --output-dir results/report"
         " --output report.html) > {log} 2>&1"

@@ -100,11 +100,9 @@ def benchmarks_table(results_dir: str | Path) -> pd.DataFrame:
     )
 
 
-def readme_section(readme: str | Path, title: str) -> str:
-    """The Markdown of one ``## title`` section of the README (the single source of the assumptions)."""
-    text = Path(readme).read_text()
-    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", text, flags=re.S | re.M)
-    return match.group(1).strip() if match else f"(no section '{title}' in {readme})"
+def doc_body(page: str | Path) -> str:
+    """The Markdown of a docs page without its ``# title`` line (docs/assumptions.md, the single source)."""
+    return re.sub(r"\A# [^\n]*\n+", "", Path(page).read_text()).strip()
 
 
 def methods_init_table(aggregated: str | Path) -> pd.DataFrame:

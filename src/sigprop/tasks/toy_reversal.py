@@ -8,7 +8,7 @@ with the embedding matrix, ``logits = h E^T``, whose N(0, 1) rows give logits wi
 at init, and the model then stays at chance), and PyTorch's default ``nn.Linear`` initialisation
 (``init: torch``, what ``nn.TransformerEncoderLayer`` gives; embeddings N(0, 1)). ``init: paper`` gives
 the theory init of Figs 3, 4, 9 (every residual branch as large as the skip); ``warmup`` > 0 adds a linear
-lr warm-up over that many updates (README "Assumptions"). ``clip_norm`` > 0 clips the global gradient norm.
+lr warm-up over that many updates (docs/assumptions.md). ``clip_norm`` > 0 clips the global gradient norm.
 
 What is logged (tidy rows: ``step`` (the update), ``metric``, ``value``, and ``layer``/``matrix`` per layer):
 
