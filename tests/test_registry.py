@@ -151,7 +151,7 @@ def test_one_experiment_with_two_kinds_is_refused(monkeypatch):
 
 def test_a_simulate_job_reads_its_function_from_its_spec_not_the_registry():
     """A caption edit in the registry reruns no simulation: the job spec names the function the job runs."""
-    from sigprop.config import experiment_jobs
+    from sigprop.jobs import experiment_jobs
     from sigprop.tasks.init_time import run_point
 
     spec = json.loads(experiment_jobs("encoder_init", {"seeds": 1, "grid": [{"alpha": ["1"]}]}, "encoder_init")[0].spec)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from sigprop.analysis import aggregate, checks, theory
-from sigprop.config import experiment_jobs
+from sigprop.jobs import experiment_jobs
 from sigprop.data.iwslt.binarize import binarize
 from sigprop.data.iwslt.textio import write_lines
 from sigprop.tasks.init_time import run_point

@@ -21,12 +21,12 @@ import torch.nn.functional as F
 
 from sigprop.data.iwslt.binarize import binarize
 from sigprop.data.iwslt.moses import moses_detokenize
+from sigprop.data.iwslt.status import locate
 from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
 from sigprop.tasks.translation import methods
 from sigprop.tasks.translation.batching import collate, token_batches
 from sigprop.tasks.translation.bleu import bleu_summary, detok_sacrebleu, tokenized_bleu
-from sigprop.tasks.translation.datastatus import locate
 from sigprop.tasks.translation.evaluation import evaluate_run
 from sigprop.tasks.translation.job import train
 from sigprop.tasks.translation.plan import Run, check_config, run_spec, spec_json, target_runs

@@ -79,7 +79,7 @@ def aggregate(args: argparse.Namespace) -> None:
     spec = figure_spec(key)
     run = spec.function("aggregate")
     if args.grid:
-        from sigprop.config import iter_points
+        from sigprop.grid import iter_points
 
         source = pd.DataFrame(iter_points(json.loads(args.grid)))
     else:
@@ -139,7 +139,7 @@ def simulate_method_init(args: argparse.Namespace) -> None:
 
 def data_status(args: argparse.Namespace) -> None:
     """Locate the raw data of a dataset; write the status JSON (never fails: a missing copy is a status too)."""
-    from sigprop.tasks.translation.datastatus import write_status
+    from sigprop.data.iwslt.status import write_status
 
     _log_info()
     out = write_status(
@@ -159,7 +159,7 @@ def data_prepare(args: argparse.Namespace) -> None:
     from sigprop.data.iwslt.corpus import DEFAULT_URL
     from sigprop.data.iwslt.fetch import DataUnavailableError, locate_source
     from sigprop.data.iwslt.preprocess import prepare
-    from sigprop.tasks.translation.datastatus import read_status
+    from sigprop.data.iwslt.status import read_status
 
     _log_info()
     if args.status:

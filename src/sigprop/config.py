@@ -1,20 +1,18 @@
 """Configuration: scale files overlaid on their base, schema validation that fills the schema's defaults
-(messages name the file, the key and the fix), and the job list."""
+(messages name the file, the key and the fix). The jobs a configuration plans: :mod:`sigprop.jobs`."""
 
 from __future__ import annotations
 
 import copy
-import json
 import re
 from collections.abc import Mapping, MutableMapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 import yaml
 
-from sigprop.grid import expand_grid, iter_inner
+from sigprop.grid import iter_points
 
 
 class ConfigError(ValueError):
@@ -381,75 +379,82 @@ def validate_config(config: MutableMapping, schema_path: str | Path, origins: Ma
             prefix = (f"{source}: " if source else "") + f"experiments.{name} parameter "
             for params_point in iter_points(exp):
                 problems += _check(params_point, params, schema, prefix=prefix)
+    if not problems:
+        problems += unworkable_values(config, origins)
     if problems:
         unique = list(dict.fromkeys(problems))
         raise ConfigError("invalid configuration:\n  - " + "\n  - ".join(unique))
 
 
-def iter_points(exp: Mapping) -> list[dict]:
-    """Every full parameter dict an experiment will run."""
-    return [
-        params
-        for point in expand_grid(exp.get("grid"))
-        for params in iter_inner(exp.get("fixed", {}), point, exp.get("inner"))
-    ]
+def machine_memory() -> int:
+    """Bytes of physical memory of this machine (0 where the system does not say)."""
+    import os
+
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 0
 
 
-def slug(value: Any) -> str:
-    """A path-safe rendering of a parameter value ('1/sqrt(L)' -> '1oversqrtL')."""
-    text = str(value).replace("/", "over")
-    return "".join(c for c in text if c.isalnum() or c in ".+-")
+def _parameter_bytes(values: Mapping, layers: int, stacks: int = 1) -> int:
+    """A lower bound on the bytes of a model's parameters: attention (4 d^2) and feed-forward (2 d d_ff) of
+    ``layers`` blocks in each of ``stacks`` stacks, float32 (float64 where ``dtype`` says so)."""
+    d, d_ff = int(values["d_model"]), int(values.get("d_ff", 0))
+    itemsize = 8 if values.get("dtype") == "float64" else 4
+    return stacks * layers * (4 * d * d + 2 * d * d_ff) * itemsize
 
 
-def point_id(point: Mapping[str, Any]) -> str:
-    """Directory name of a grid point: 'key~value/key~value' in the grid's key order ('all' if empty)."""
-    return "/".join(f"{k}~{slug(v)}" for k, v in point.items()) or "all"
+def unworkable_values(config: Mapping, origins: Mapping | None = None, memory: int | None = None) -> list[str]:
+    """What passes the schema yet cannot work, one line each naming the key: a NaN or infinite number (the
+    schema's bounds let NaN through), ``d_model`` not divisible by ``n_heads`` (the heads would silently drop
+    columns), a model whose parameters alone exceed this machine's ``memory`` (default: its physical memory)."""
+    import math
 
+    memory = machine_memory() if memory is None else memory
+    problems: list[str] = []
 
-@dataclass(frozen=True)
-class Job:
-    """One seed-level job: an experiment, one grid point, a batch of seeds."""
+    def origin(path: tuple) -> str:
+        for n in range(len(path), -1, -1):
+            if origins and path[:n] in origins:
+                return f"{origins[path[:n]]}: "
+        return ""
 
-    experiment: str
-    point: str
-    seeds: tuple[int, ...]
-    spec: str  # JSON: kind, fixed, point, inner, seeds
+    def walk(value: Any, path: tuple) -> None:
+        if isinstance(value, float) and not math.isfinite(value):
+            problems.append(f"{origin(path)}{_where(path)} = {value}: not a finite number; give a finite value")
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, (*path, k))
+        elif isinstance(value, list):
+            for i, v in enumerate(value):
+                walk(v, (*path, i))
 
-    @property
-    def path(self) -> str:
-        """Output path under results/raw."""
-        return f"results/raw/{self.experiment}/{self.point}/seeds~{self.seeds[0]}-{self.seeds[-1]}.parquet"
+    walk(config, ())
 
-
-def experiment_jobs(name: str, exp: Mapping, kind: str) -> list[Job]:
-    """The jobs of one experiment: grid points x batches of ``seeds_per_job`` seeds.
-
-    Each job's spec names the function that runs it (``run``, from the kind's registry entry), so that the job
-    itself never reads the registry: editing a caption there reruns no simulation.
-    """
-    from sigprop.analysis.registry import KINDS
-
-    seeds = list(range(int(exp["seeds"])))
-    per = int(exp.get("seeds_per_job", len(seeds)))
-    jobs, seen = [], {}
-    for point in expand_grid(exp.get("grid")):
-        pid = point_id(point)
-        if pid in seen and seen[pid] != point:
-            raise ConfigError(f"experiments.{name}: grid points {seen[pid]} and {point} share the path {pid}")
-        seen[pid] = point
-        for start in range(0, len(seeds), per):
-            batch = seeds[start : start + per]
-            spec = json.dumps(
-                {
-                    "experiment": name,
-                    "kind": kind,
-                    "run": KINDS[kind].run,
-                    "fixed": exp.get("fixed", {}),
-                    "point": point,
-                    "inner": exp.get("inner"),
-                    "seeds": batch,
-                },
-                sort_keys=True,
+    def shape(values: Mapping, where: tuple, layers: int, stacks: int = 1) -> None:
+        if not (isinstance(values.get("d_model"), int) and isinstance(values.get("n_heads"), int)):
+            return
+        d, h = values["d_model"], values["n_heads"]
+        if d % h:
+            problems.append(
+                f"{origin(where)}{_where(where)}: d_model = {d} is not divisible by n_heads = {h} (each head "
+                f"takes d_model / n_heads columns); choose d_model a multiple of n_heads, e.g. {d - d % h or h}"
             )
-            jobs.append(Job(name, pid, tuple(batch), spec))
-    return jobs
+        need = _parameter_bytes(values, layers, stacks)
+        if memory and need > memory:
+            problems.append(
+                f"{origin(where)}{_where(where)}: a model of d_model = {d}, d_ff = {values.get('d_ff')}, "
+                f"{stacks * layers} blocks needs at least {need / 2**30:.1f} GiB for its parameters alone; this "
+                f"machine has {memory / 2**30:.1f} GiB of memory: choose a smaller model"
+            )
+
+    for name, exp in (config.get("experiments") or {}).items():
+        if isinstance(exp, Mapping):
+            for point in iter_points(exp):
+                shape(point, ("experiments", name), int(point.get("n_layers", 1)))
+    translation = config.get("translation")
+    if isinstance(translation, Mapping) and isinstance(translation.get("model"), Mapping):
+        layers = [v for key, part in translation.items() if isinstance(part, Mapping)
+                  for v in (lambda x: x if isinstance(x, list) else [x])(part.get("layers", [])) if isinstance(v, int)]
+        shape(translation["model"], ("translation", "model"), max(layers, default=1), stacks=2)
+    return list(dict.fromkeys(problems))

@@ -26,3 +26,12 @@ def iter_inner(fixed: Params, point: Params, inner: Any) -> Iterator[dict]:
     """Full parameter dicts for one job: fixed values, then the job's point, then each inner point."""
     for sub in expand_grid(inner):
         yield {**fixed, **point, **sub}
+
+
+def iter_points(exp: Params) -> list[dict]:
+    """Every full parameter dict an experiment will run."""
+    return [
+        params
+        for point in expand_grid(exp.get("grid"))
+        for params in iter_inner(exp.get("fixed", {}), point, exp.get("inner"))
+    ]

@@ -5,7 +5,8 @@ import sys
 from pathlib import Path
 
 from sigprop.codehash import code_files
-from sigprop.config import ConfigError, experiment_jobs, workflow_config
+from sigprop.config import ConfigError, workflow_config
+from sigprop.jobs import experiment_jobs
 from sigprop.analysis.registry import (
     EXPERIMENT_KINDS,
     FIGURES,

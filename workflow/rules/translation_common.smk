@@ -3,7 +3,7 @@
 import os
 
 from sigprop.data.iwslt.corpus import ENV_VAR
-from sigprop.tasks.translation.datastatus import read_status
+from sigprop.data.iwslt.status import read_status
 from sigprop.tasks.translation.plan import (
     Run,
     check_config,

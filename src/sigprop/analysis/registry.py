@@ -38,7 +38,7 @@ class RegistryError(KeyError):
 class Kind:
     """What computes an experiment's raw tables.
 
-    ``name`` is the ``kind`` of its jobs' specs (:func:`sigprop.config.experiment_jobs`); ``run`` the function
+    ``name`` is the ``kind`` of its jobs' specs (:func:`sigprop.jobs.experiment_jobs`); ``run`` the function
     that runs them; ``rule`` the workflow rule that calls it; ``jobs`` how its raw tables are laid out:
     ``grid`` (``results/raw/<experiment>/<point>/seeds~a-b.parquet``, one job per grid point and batch of seeds),
     ``seed`` (``results/raw/<experiment>/seed~<s>.parquet``, one training run per seed) or ``runs`` (the

@@ -6,6 +6,8 @@ One module per step, each importing only the ones above it in this list:
   fairseq's settings, where a local copy is named (config key, environment variable).
 * :mod:`~sigprop.data.iwslt.textio`: text files read and written as the shell tools do; sha256.
 * :mod:`~sigprop.data.iwslt.fetch`: find the raw files (local copy, earlier download, fairseq's archive).
+* :mod:`~sigprop.data.iwslt.status`: whether a dataset's raw files are here, and the message when not (the
+  workflow's ``iwslt_status`` checkpoint).
 * :mod:`~sigprop.data.iwslt.moses` and :mod:`~sigprop.data.iwslt.bpe`: the Moses scripts and subword-nmt,
   including the inverses (detokenisation, BPE removal) that evaluation uses.
 * :mod:`~sigprop.data.iwslt.preprocess`: fairseq's ``prepare-iwslt14.sh`` and :func:`prepare` (raw files ->

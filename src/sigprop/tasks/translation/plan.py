@@ -115,7 +115,7 @@ METHOD_INIT = "method_init"
 
 
 def method_init_spec(config: Mapping[str, Any], job_spec: str) -> dict[str, Any]:
-    """A Fig S1 job's spec: the generic job spec (:func:`sigprop.config.experiment_jobs`) plus what the job
+    """A Fig S1 job's spec: the generic job spec (:func:`sigprop.jobs.experiment_jobs`) plus what the job
     reads from the translation sections: the configs of its methods, ``translation.model`` and the label
     smoothing of ``translation.training``."""
     spec = json.loads(job_spec)
