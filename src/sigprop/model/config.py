@@ -11,6 +11,8 @@ AttentionKind = Literal["softmax", "uniform"]
 Activation = Literal["relu", "linear"]
 Init = Literal["paper", "glorot", "torch"]
 Seq2SeqInit = Literal["fairseq", "paper", "tfixup"]
+#: published residual/init rules (Fig S5; constants and sources in :mod:`sigprop.depth_rules`)
+ResidualRule = Literal["none", "gpt2", "depth_mup", "deepnorm", "layerscale", "zero_branch", "shaped"]
 
 
 @dataclass
@@ -37,6 +39,11 @@ class ModelConfig:
     dropout: float = 0.0
     attn_dropout: float = 0.0
     act_dropout: float = 0.0
+    #: a published residual/init rule on top of the family (Fig S5, :mod:`sigprop.depth_rules`): ``gpt2`` Wo and
+    #: W2 times 1/sqrt(2L); ``depth_mup`` every branch times 1/sqrt(L); ``deepnorm`` (POST-LN) skip times
+    #: (2L)^(1/4), Wv, Wo, W1, W2 times (8L)^(-1/4); ``layerscale`` a per-channel diagonal on every branch, CaiT's
+    #: init; ``zero_branch`` Wo and W2 zero; ``shaped`` attention matrix I + softmax - 11^T/n (Noci et al. 2023)
+    residual_rule: ResidualRule = "none"
     #: the training fast path, read when the modules are built: packed Q/K/V GEMMs and, with attention dropout
     #: on the CPU, the scale and mask fused into the score GEMM (:class:`~sigprop.model.MultiHeadAttention`;
     #: the same function up to rounding)
@@ -44,6 +51,11 @@ class ModelConfig:
     #: :func:`~sigprop.model.dropout`'s cheaper CPU masks for every dropout (other, equally distributed draws
     #: than ``F.dropout``'s); None: as ``fast``
     fast_dropout: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model = {self.d_model} is not divisible by n_heads = {self.n_heads}: each head "
+                             "takes d_model / n_heads columns; choose d_model a multiple of n_heads")
 
     @property
     def d_k(self) -> int:

@@ -10,6 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
+from sigprop import depth_rules
 from sigprop.model.attention import MultiHeadAttention
 from sigprop.model.blocks import Block, FeedForward
 from sigprop.model.config import ModelConfig
@@ -28,6 +29,7 @@ def init_paper_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator 
     """
     if cfg.init == "torch":
         _init_torch_default_(module, cfg, generator)
+        apply_residual_rule_(module, cfg)
         return
     qk_fan = cfg.d_k if cfg.qk_fan == "d_k" else cfg.d_model
     for m in module.modules():
@@ -51,6 +53,46 @@ def init_paper_(module: nn.Module, cfg: ModelConfig, generator: torch.Generator 
             m.reset_parameters()
         if isinstance(m, nn.Linear) and m.bias is not None:
             m.bias.zero_()
+    apply_residual_rule_(module, cfg)
+
+
+@torch.no_grad()
+def apply_residual_rule_(module: nn.Module, cfg: ModelConfig) -> None:
+    """Apply ``cfg.residual_rule`` (:mod:`sigprop.depth_rules`, Fig S5) to freshly drawn weights of every block
+    (draws nothing: the weights of a rule's build are those of the plain build with the same generator, rescaled).
+
+    * ``gpt2``: Wo and W2 times 1/sqrt(2L) (GPT-2: residual layers times 1/sqrt(N), N = 2L residual layers);
+    * ``depth_mup``: the branch multiplier 1/sqrt(L) (``Block.branch_mult``);
+    * ``deepnorm``: skip multiplier (2L)^(1/4) (``Block.skip``); Wv, Wo, W1, W2 times (8L)^(-1/4) (encoder-only);
+    * ``layerscale``: every diagonal entry CaiT's init (0.1, 1e-5 or 1e-6 by depth);
+    * ``zero_branch``: Wo and W2 (and their biases) zero: each branch is zero, the block the identity;
+    * ``shaped``, ``none``: nothing to set.
+    """
+    rule, n = cfg.residual_rule, cfg.n_layers
+    if rule in ("none", "shaped"):
+        return
+    for b in module.modules():
+        if not isinstance(b, Block):
+            continue
+        attns = [b.attn] + ([b.cross] if b.cross is not None else [])
+        outs = [a.wo for a in attns if isinstance(a.wo, nn.Linear)] + [b.ffn.w2]
+        if rule == "gpt2":
+            for lin in outs:
+                lin.weight.mul_(depth_rules.gpt2_scale(n))
+        elif rule == "depth_mup":
+            b.branch_mult.fill_(depth_rules.depth_mup_multiplier(n))
+        elif rule == "deepnorm":
+            b.skip.fill_(depth_rules.deepnorm_alpha(n))
+            for lin in [a.wv for a in attns] + outs + [b.ffn.w1]:
+                lin.weight.mul_(depth_rules.deepnorm_beta(n))
+        elif rule == "layerscale":
+            for gamma in b.layerscale:
+                gamma.fill_(depth_rules.layerscale_init(n))
+        elif rule == "zero_branch":
+            for lin in outs:
+                lin.weight.zero_()
+                if lin.bias is not None:
+                    lin.bias.zero_()
 
 
 @torch.no_grad()
@@ -85,6 +127,9 @@ def init_seq2seq_(model: nn.Module, generator: torch.Generator | None = None) ->
     """Draw every weight of ``model``, an :class:`~sigprop.model.EncoderDecoder`, from ``model.cfg.init``
     (see :class:`~sigprop.model.config.Seq2SeqConfig`)."""
     cfg, d = model.cfg, model.cfg.block.d_model
+    if cfg.block.residual_rule != "none" and cfg.init != "paper":
+        raise ValueError(f"residual_rule {cfg.block.residual_rule!r} is applied by the paper's init only: set the "
+                         f"translation model's init: paper (got {cfg.init!r}) or residual_rule: none")
     model.embed.weight.normal_(0.0, d**-0.5, generator=generator)
     if cfg.init == "paper":
         model.encoder.reset_parameters(generator)
