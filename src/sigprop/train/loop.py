@@ -293,7 +293,19 @@ class Trainer:
         if path is None or not path.exists():
             return 0
         # on the CPU: RNG and generator states must be CPU tensors; load_state_dict moves the rest
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+            if not isinstance(state, dict):
+                raise TypeError(f"holds a {type(state).__name__}, not a checkpoint")
+        except Exception as err:  # truncated (killed copy, full disk), overwritten, not a checkpoint at all
+            corrupt = path.with_suffix(".corrupt.pt")
+            reason = (str(err).strip().splitlines() or ["unreadable"])[0]
+            if "Weights only load failed" in reason:  # torch's advice to unpickle it anyway is not ours
+                reason = "not a checkpoint of tensors and plain values"
+            log.warning("checkpoint %s cannot be read (%s: %s); moved to %s, training restarts from update 0 "
+                        "(delete %s once inspected)", path, type(err).__name__, reason[:200], corrupt, corrupt)
+            os.replace(path, corrupt)
+            return 0
         if state.get("fingerprint") != self.config.fingerprint or state.get("version") != CHECKPOINT_VERSION:
             stale = path.with_suffix(".stale.pt")
             log.warning("checkpoint %s belongs to another run (fingerprint %r, expected %r); moved to %s, "

@@ -17,6 +17,7 @@ import tempfile
 import urllib.error
 import urllib.parse
 import urllib.request
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,10 @@ from sigprop.data.iwslt.textio import sha256_file
 from sigprop.io import atomic_path
 
 log = logging.getLogger(__name__)
+
+
+#: the file an extracted download holds (the archive's sha256): only such a folder is ever replaced
+MARKER = ".sigprop-extracted"
 
 
 class DataUnavailableError(RuntimeError):
@@ -60,6 +65,16 @@ def _archive_name(url: str) -> str:
 
 
 def _safe_extract(archive: Path, dest: Path) -> None:
+    try:
+        _extract(archive, dest)
+    except (tarfile.TarError, EOFError, zlib.error) as exc:  # FilterError (unsafe member) is a TarError
+        raise DataUnavailableError(
+            f"{archive} cannot be extracted safely ({type(exc).__name__}: {exc}); it is damaged or not fairseq's "
+            "de-en.tgz: delete it and check the config key data.url (and data.sha256). " + help_text()
+        ) from exc
+
+
+def _extract(archive: Path, dest: Path) -> None:
     with tarfile.open(archive, "r:*") as tar:
         if hasattr(tarfile, "data_filter"):
             tar.extractall(dest, filter="data")
@@ -122,7 +137,6 @@ def download(
         tmp.write_text(f"{digest}  {archive.name}\n", encoding="utf-8")
 
     # extract into a hidden staging directory, then move the tree into place in one rename
-    marker_name = ".sigprop-extracted"
     staging = Path(tempfile.mkdtemp(prefix=".extract-", dir=dest))
     try:
         _safe_extract(archive, staging)
@@ -131,7 +145,14 @@ def download(
             src, final = entries[0], dest / entries[0].name
         else:
             src, final = staging, dest / archive.name.split(".")[0]
-        (src / marker_name).write_text(digest + "\n", encoding="utf-8")
+        if final.exists() and not (final / MARKER).is_file():  # never delete what this code did not make
+            raise DataUnavailableError(
+                f"{final} exists but was not made by a download of this pipeline (it has no {MARKER} file): "
+                f"it is left as it is. Point the config key data.cache_dir at an empty or new directory, "
+                f"or, if {final} holds fairseq's extracted de-en/ folder, name it with `{CONFIG_KEY}` or "
+                f"{ENV_VAR} instead."
+            )
+        (src / MARKER).write_text(digest + "\n", encoding="utf-8")
         if final.exists():
             shutil.rmtree(final)
         os.replace(src, final)
@@ -224,11 +245,18 @@ def locate_source(
         candidates.append((ENV_VAR, Path(os.environ[ENV_VAR])))
     cache = Path(cache_dir)
     candidates.append(("cache", cache / "de-en"))
+    expected = sha256.lower() if sha256 else None
     for label, cand in candidates:
         if not cand.is_dir():
             if label != "cache":
                 tried.append(f"{label}={cand} (not a directory)")
             continue
+        if label == "cache" and expected is not None:  # an earlier download must be of the pinned archive
+            marker = cand / MARKER
+            got = marker.read_text(encoding="utf-8").strip() if marker.is_file() else "unknown"
+            if got != expected:
+                tried.append(f"cache={cand} (extracted from an archive with sha256 {got}, not data.sha256)")
+                continue
         layout = inspect_source(cand)
         missing = layout.missing(dataset)
         if not missing:

@@ -27,7 +27,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from sigprop.data.iwslt.bpe import apply_bpe, learn_bpe
+from sigprop.data.iwslt.bpe import apply_bpe, check_bpe_codes, learn_bpe
 from sigprop.data.iwslt.corpus import (
     BPE_MERGES,
     FULL_TEST_SETS,
@@ -130,30 +130,34 @@ def prepare(
         )
     assert layout.xml_dir is not None
     inputs: dict[str, str] = {}
+    read_from: dict[str, list[str]] = {split: [] for split in SPLITS}  # the raw files of each split
 
-    def xml(sets: Sequence[str], lang: str) -> list[str]:
+    def xml(sets: Sequence[str], lang: str, split: str) -> list[str]:
         lines: list[str] = []
         for name in sets:
             p = layout.xml_dir / f"{name}.de-en.{lang}.xml"  # type: ignore[operator]
             inputs[str(p)] = sha256_file(p)
+            read_from[split].append(str(p))
             lines += preprocess_xml(p, lang)
         return lines
 
-    def train_tags() -> dict[str, dict[str, list[str]]]:
+    def train_tags(*splits: str) -> dict[str, dict[str, list[str]]]:
         assert layout.train_tags_dir is not None
         for lang in LANGS:
             p = layout.train_tags_dir / f"train.tags.de-en.{lang}"
             inputs[str(p)] = sha256_file(p)
+            for split in splits:
+                read_from[split].append(str(p))
         return preprocess_train(layout.train_tags_dir)
 
     full_train: dict[str, list[str]] | None = None
     tok: dict[str, dict[str, list[str]]] = {}
     origin: dict[str, str] = {}
     if dataset == "iwslt14":
-        parts = train_tags()
+        parts = train_tags("train", "valid")
         full_train = parts["train"]
         tok["train"], tok["valid"] = parts["train"], parts["valid"]
-        tok["test"] = {lang: xml(FULL_TEST_SETS, lang) for lang in LANGS}
+        tok["test"] = {lang: xml(FULL_TEST_SETS, lang, "test") for lang in LANGS}
         origin = {
             "train": "train.tags.de-en cleaned, lines with NR%23!=0 (fairseq train)",
             "valid": "train.tags.de-en cleaned, lines with NR%23==0 (fairseq valid)",
@@ -165,15 +169,16 @@ def prepare(
             for lang in LANGS:
                 p = layout.tokenized_dir / f"valid.{lang}"
                 inputs[str(p)] = sha256_file(p)
+                read_from["train"].append(str(p))
                 tok["train"][lang] = read_lines(p)
             origin["train"] = "fairseq valid split, read from tokenized/valid.{de,en}"
         else:
-            parts = train_tags()
+            parts = train_tags("train")
             full_train = parts["train"]
             tok["train"] = parts["valid"]
             origin["train"] = "fairseq valid split, recomputed from train.tags.de-en"
-        tok["valid"] = {lang: xml(MINI_VALID_SETS, lang) for lang in LANGS}
-        tok["test"] = {lang: xml(MINI_TEST_SETS, lang) for lang in LANGS}
+        tok["valid"] = {lang: xml(MINI_VALID_SETS, lang, "valid") for lang in LANGS}
+        tok["test"] = {lang: xml(MINI_TEST_SETS, lang, "test") for lang in LANGS}
         origin["valid"] = "+".join(MINI_VALID_SETS)
         origin["test"] = "+".join(MINI_TEST_SETS)
 
@@ -181,11 +186,19 @@ def prepare(
         n = {lang: len(tok[split][lang]) for lang in LANGS}
         if n[SRC_LANG] != n[TGT_LANG]:
             raise ValueError(f"{dataset} {split}: de/en line counts differ: {n}")
+        if n[SRC_LANG] == 0:  # training on it would wait forever for a batch
+            raise ValueError(
+                f"{dataset} {split}: no sentence left in {', '.join(read_from[split])} after fairseq's filters "
+                "(tag lines dropped; for train, 1 to 175 tokens and length ratio <= 1.5): the file is empty or "
+                "damaged; restore it (e.g. extract fairseq's de-en.tgz again)"
+            )
 
     if bpe_codes is not None:
         codes, bpe_how = Path(bpe_codes), "given"
+        check_bpe_codes(codes)
     elif dataset == "iwslt14-mini" and layout.bpe_codes is not None:
         codes, bpe_how = layout.bpe_codes, "fairseq code file from source"
+        check_bpe_codes(codes, merges=BPE_MERGES)
     else:
         corpus = full_train if full_train is not None else tok["train"]
         how = "full training split" if full_train is not None else "mini training split"

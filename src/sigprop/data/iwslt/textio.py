@@ -22,8 +22,19 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 
 def read_lines(path: str | os.PathLike[str]) -> list[str]:
-    """Read UTF-8 lines split on ``\\n`` only (like grep/sed/perl; no universal newlines)."""
-    text = Path(path).read_bytes().decode("utf-8")
+    """Read UTF-8 lines split on ``\\n`` only (like grep/sed/perl; no universal newlines).
+
+    A byte sequence that is not UTF-8 raises ``ValueError`` naming the file, the line and the byte."""
+    data = Path(path).read_bytes()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        byte = err.start - data.rfind(b"\n", 0, err.start)
+        raise ValueError(
+            f"{path}, line {line}, byte {byte}: not UTF-8 text ({err.reason}: {data[err.start:err.end]!r}); "
+            "the file is damaged or in another encoding: restore it, or convert it to UTF-8 (iconv -t UTF-8)"
+        ) from None
     lines = text.split("\n")
     if lines and lines[-1] == "":
         lines.pop()

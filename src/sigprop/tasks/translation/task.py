@@ -64,6 +64,12 @@ class EpochBatches:
     def __next__(self) -> dict[str, Tensor]:
         if self._batches is None:
             self._batches = self.task.epoch_batches(self.epoch)
+        if not self._batches:  # every epoch is the same sentences reshuffled: none would ever give a batch
+            raise ValueError(
+                f"no training batch: {self.task.data_dir / 'train.pt'} holds {len(self.task.train)} sentence "
+                f"pairs, none of at most model.max_positions = {self.task.max_positions} tokens; raise "
+                "max_positions in the config's translation model section, or prepare the data again"
+            )
         while self.index >= len(self._batches):
             self.epoch, self.index = self.epoch + 1, 0
             self._batches = self.task.epoch_batches(self.epoch)
