@@ -16,6 +16,13 @@ train-translation`` uses). The batch is collated inside the timed update, on the
   ``collate`` = vectorised collation);
 * ``plain``: the same model, loss, optimiser and collation on their plain paths (separate Q/K/V GEMMs and
   SDPA, full logits and ``log_softmax``, PyTorch's default AdamW, sentence-by-sentence collation);
+* ``compiled``: ``ours`` (but the plain loss, which compiles) with the step (forward + loss, and its
+  backward) under ``torch.compile``
+  (``--compile-mode``, default ``reduce-overhead``: CUDA graphs on a GPU; ``dynamic=True``) on fixed-shape
+  buckets: every batch padded to a multiple of ``--bucket-rows`` sentences (rows of one EOS, targets all pad:
+  no loss, no gradient) and of ``--bucket-len`` positions, so that few shapes are compiled and recorded. Before
+  the common warm-up it makes one untimed pass over the epoch's batches (every bucket shape compiled and
+  recorded; its time is reported as ``compile_warmup_s``), then sees the same batches as the others;
 * ``torch``: ``nn.Transformer`` (post-LN, ``batch_first``, dropout = the config's dropout everywhere) with
   the same shared embedding (x sqrt(d), sinusoidal positions, dropout) and tied output projection, the
   plain loss, PyTorch's default AdamW and sentence-by-sentence collation: what a plain PyTorch
@@ -38,6 +45,7 @@ attributable to the model; CPU: peak RSS of a separate process that trains that 
     python bench/train_throughput.py --device cpu --preset paper --max-tokens 1024 --dtype fp32 --updates 10
     python bench/train_throughput.py --device cpu --preset cpu --max-tokens 2048 --dtype fp32 --models ours,plain,torch
     python bench/train_throughput.py --device cuda --preset paper --max-tokens 4096 --updates 200 --warmup 20
+    python bench/train_throughput.py --device cuda --dtype bf16 --models ours,compiled,torch   # + the compiled step
 
 Prints a table and writes a JSON record to ``bench/results/train_throughput_<device>_<preset>_mt<max>_<time>.json``.
 """
@@ -46,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -66,7 +75,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from sigprop.config import load_config
-from sigprop.model import sinusoidal_positions
+from sigprop.model import EncoderDecoder, sinusoidal_positions
 from sigprop.tasks.translation import methods
 from sigprop.tasks.translation.batching import collate, make_batch, token_batches
 from sigprop.tasks.translation.task import translation_step
@@ -76,6 +85,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MINI = ROOT / "results" / "data" / "iwslt14-mini"
 IWSLT_ENV = "SIGPROP_IWSLT_DIR"  # a local copy of the raw data (bpe10k/ holds fairseq's BPE'd splits)
 FAST_PARTS = ("attention", "dropout", "loss", "adam", "collate")
+#: the model pairs compared on the same batches (the first's speed-up over the second)
+PAIRS = (("ours", "torch"), ("ours", "plain"), ("plain", "torch"), ("compiled", "ours"), ("compiled", "torch"))
 #: the update clock (``--clock``): wall time, or this process's CPU time (all threads)
 CLOCK: Callable[[], float] = time.perf_counter
 PAD, EOS, FIRST_WORD = 1, 2, 4  # fairseq dictionary: <s>=0, <pad>=1, </s>=2, <unk>=3
@@ -258,6 +269,40 @@ def matmul_peak(device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
     return {"n": n, "dtype": str(dtype).removeprefix("torch."), "tflops": 2 * n**3 / best / 1e12}
 
 
+def bucket_batch(batch: Mapping[str, Tensor], rows: int, length: int, pad: int = PAD,
+                 eos: int = EOS) -> dict[str, Tensor]:
+    """``batch`` padded to a multiple of ``rows`` sentences and of ``length`` positions (source and target
+    separately). Added rows are a source of one EOS and a target of pads only: they add no loss and no gradient
+    (``ntokens`` is unchanged), so the update is that of ``batch``."""
+    b = batch["src"].shape[0]
+    n_rows = -(-b // rows) * rows
+
+    def grow(x: Tensor, fill_first: int) -> Tensor:
+        n = -(-x.shape[1] // length) * length
+        out = x.new_full((n_rows, n), pad)
+        out[:b, : x.shape[1]] = x
+        out[b:, 0] = fill_first
+        return out
+
+    out = {**batch, "src": grow(batch["src"], eos), "prev": grow(batch["prev"], eos), "tgt": grow(batch["tgt"], pad)}
+    return out
+
+
+class CompiledStep:
+    """The training step under ``torch.compile`` (``dynamic=True``; ``mode`` for the inductor backend only).
+
+    Every call marks a new CUDA-graph step (``cudagraph_mark_step_begin``) and returns copies of the outputs,
+    which a later replay would overwrite (the training loop keeps running sums of them)."""
+
+    def __init__(self, step_fn: Callable, mode: str | None, backend: str) -> None:
+        kw = {"mode": mode} if backend == "inductor" and mode not in (None, "", "none") else {}
+        self.fn = torch.compile(step_fn, backend=backend, dynamic=True, **kw)
+
+    def __call__(self, model: nn.Module, batch: Mapping[str, Tensor]) -> dict[str, Tensor]:
+        torch.compiler.cudagraph_mark_step_begin()
+        return {k: v.clone() for k, v in self.fn(model, batch).items()}
+
+
 # --------------------------------------------------------------------------------------------------
 # measurement
 # --------------------------------------------------------------------------------------------------
@@ -322,6 +367,7 @@ class Runner:
         self.times: list[float] = []
         self.batch_ids: list[int] = []
         self.peak_bytes = 0
+        self.compile_warmup_s: float | None = None
 
     def run(self, k: int, record: bool) -> None:
         """``k`` updates through ``Trainer.fit``; with ``record``, their times and memory are kept."""
@@ -378,6 +424,8 @@ def summarise(runner: Runner, batches: Sequence[Mapping[str, Tensor]], flops: Se
     out["batch_shapes"] = [[*batches[i]["src"].shape, batches[i]["prev"].shape[1]] for i in ids]  # B, S, T
     if peak is not None:
         out["mfu"] = out["model_tflops_per_s"] / peak["tflops"]
+    if runner.compile_warmup_s is not None:
+        out["compile_warmup_s"] = runner.compile_warmup_s
     if runner.device.type == "cuda":
         out["peak_mem_mib"] = runner.peak_bytes / 2**20
         out["peak_mem_kind"] = "cuda max_memory_allocated attributable to this model (params, grads, Adam, activations)"
@@ -401,25 +449,37 @@ def build_runners(args: argparse.Namespace, device: torch.device, bf16: bool, co
     runners = []
     torch.manual_seed(args.seed)
     for name in which:
-        on = fast if name == "ours" else set()
-        step_fn = functools.partial(translation_step, eps=eps, pad=PAD, fused="loss" in on)
-        data = Cycle(indices, functools.partial(corpus.collate, vectorised="collate" in on))
-        if name in ("ours", "plain"):
+        on = fast if name in ("ours", "compiled") else set()
+        # compiled: the plain loss (the fused one selects non-pad rows, a data-dependent shape that breaks the
+        # graph); the compiler fuses the log-softmax of the full logits itself
+        step_fn = functools.partial(translation_step, eps=eps, pad=PAD, fused="loss" in on and name != "compiled")
+        collate_fn = functools.partial(corpus.collate, vectorised="collate" in on)
+        if name == "compiled":
+            step_fn = CompiledStep(step_fn, args.compile_mode, args.compile_backend)
+
+            def collate_fn(i: np.ndarray, c: Callable = collate_fn) -> dict[str, Tensor]:
+                return bucket_batch(c(i), args.bucket_rows, args.bucket_len)
+
+        data = Cycle(indices, collate_fn)
+        if name in ("ours", "plain", "compiled"):
             gen = torch.Generator().manual_seed(args.seed)
-            model = methods.build_model(model_cfg, method, layers, vocab, PAD, generator=gen)
-            model.set_fast("attention" in on, dropout="dropout" in on)
+            s2s = dataclasses.replace(methods.model_config(model_cfg, method, layers, vocab, PAD),
+                                      fast="attention" in on, fast_dropout="dropout" in on)
+            model = EncoderDecoder(s2s, gen)
             before = [lambda t, m=model: m.set_tau(methods.tau_at(t, method))]
         elif name == "torch":
             model = TorchTransformer(vocab, model_cfg["d_model"], model_cfg["n_heads"], model_cfg["d_ff"], layers,
                                      float(model_cfg.get("dropout", 0.0)), int(model_cfg.get("max_positions", 1024)))
             before = []
         else:
-            raise SystemExit(f"--models: unknown model {name!r}; use ours, plain, torch")
+            raise SystemExit(f"--models: unknown model {name!r}; use ours, plain, compiled, torch")
         runners.append(Runner(name, model, opt_cfg, step_fn, data, device, bf16, args.sync, fused_adam="adam" in on,
                               extra_before=before))
     info = {"model": model_cfg, "layers_per_stack": layers, "vocab": vocab, "method": args.method,
             "method_config": method, "optimizer": opt_cfg, "label_smoothing": eps,
             "fast_parts": sorted(fast),
+            "compiled": {"mode": args.compile_mode, "backend": args.compile_backend, "dynamic": True,
+                         "bucket_rows": args.bucket_rows, "bucket_len": args.bucket_len},
             "torch_reference": "nn.Transformer(batch_first=True, norm_first=False, dropout=model.dropout, bias=True)"
                                " + shared embedding x sqrt(d) + sinusoidal positions + tied read-out; plain loss,"
                                " default AdamW, sentence-by-sentence collation"}
@@ -457,6 +517,13 @@ def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: 
         peak = matmul_peak(device, torch.bfloat16 if device.type == "cuda" else torch.float32)
     rss_start = _rss_mb("VmRSS")
     for r in runners:
+        if r.name == "compiled":  # compile and record every bucket shape of the epoch, then start it over
+            tic = time.perf_counter()
+            r.run(len(indices), record=False)
+            _sync(device)
+            r.compile_warmup_s = time.perf_counter() - tic
+            r.trainer.data.i = 0
+    for r in runners:
         r.run(args.warmup, record=False)
     done = 0
     while done < args.updates:
@@ -477,7 +544,7 @@ def measure(args: argparse.Namespace, device: torch.device, dtype: str, corpus: 
             out["models"][r.name]["peak_rss"] = rss_probe(args, dtype, r.name)
     m = out["models"]
     by_name = {r.name: r for r in runners}
-    for a, b in (("ours", "torch"), ("ours", "plain"), ("plain", "torch")):
+    for a, b in PAIRS:
         if a in m and b in m:
             fast_r, ref_r = by_name[a], by_name[b]
             assert fast_r.batch_ids == ref_r.batch_ids  # the same batches in the same order
@@ -514,7 +581,7 @@ def _cpu_name() -> str:
 
 def table(measurements: Sequence[Mapping[str, Any]]) -> str:
     """A plain-text table of every measurement."""
-    head = (f"{'device':6} {'dtype':5} {'model':6} {'ms/upd med':>10} {'p10-p90':>15} {'tgt tok/s':>10} "
+    head = (f"{'device':6} {'dtype':5} {'model':8} {'ms/upd med':>10} {'p10-p90':>15} {'tgt tok/s':>10} "
             f"{'TFLOP/s':>8} {'MFU':>6} {'peak mem MiB':>13}")
     lines = [head, "-" * len(head)]
     for ms in measurements:
@@ -524,16 +591,16 @@ def table(measurements: Sequence[Mapping[str, Any]]) -> str:
         for name, r in ms["models"].items():
             mem = r.get("peak_mem_mib", r.get("peak_rss", {}).get("peak_rss_mib", float("nan")))
             mfu = f"{100 * r['mfu']:5.1f}%" if "mfu" in r else "   n/a"
-            lines.append(f"{ms['device']:6} {ms['dtype']:5} {name:6} {r['median_ms']:10.1f} "
+            lines.append(f"{ms['device']:6} {ms['dtype']:5} {name:8} {r['median_ms']:10.1f} "
                          f"{r['p10_ms']:7.1f}-{r['p90_ms']:<7.1f} {r['target_tokens_per_s']:10.0f} "
                          f"{r['model_tflops_per_s']:8.3f} {mfu} {mem:13.0f}")
-        for key in ("ours_vs_torch", "ours_vs_plain", "plain_vs_torch"):
+        for key in (f"{a}_vs_{b}" for a, b in PAIRS):
             if key not in ms:
                 continue
             a, b = key.split("_vs_")
             cmp = ms[key]
             ratio, pair = cmp["tokens_per_s_ratio"], cmp["paired_speedup_median"]
-            lines.append(f"{'':13}{a} / {b} target tokens/s = {ratio:.3f}; same batch, "
+            lines.append(f"{'':15}{a} / {b} target tokens/s = {ratio:.3f}; same batch, "
                          f"median {b} time / {a} time = {pair:.3f} "
                          f"(IQR {cmp['paired_speedup_p25_p75'][0]:.3f}-{cmp['paired_speedup_p25_p75'][1]:.3f})")
     return "\n".join(lines)
@@ -559,8 +626,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--config", default="config/paper.yaml")
     ap.add_argument("--data", default="auto", choices=["auto", "mini", "shared", "synthetic"])
     ap.add_argument("--models", default="ours,torch", help="comma-separated: ours (the pipeline's fast path), "
-                    "plain (our model on the plain path), torch (nn.Transformer)")
+                    "plain (our model on the plain path), compiled (ours, torch.compile on shape buckets), "
+                    "torch (nn.Transformer)")
+    ap.add_argument("--compile-mode", default="reduce-overhead", help="model 'compiled': torch.compile's mode "
+                    "(inductor only; 'none' for its default)")
+    ap.add_argument("--compile-backend", default="inductor", help="model 'compiled': torch.compile's backend "
+                    "(aot_eager traces without code generation: a quick CPU check of the wiring)")
+    ap.add_argument("--bucket-rows", type=int, default=8, help="model 'compiled': sentences per batch padded to "
+                    "a multiple of this")
+    ap.add_argument("--bucket-len", type=int, default=16, help="model 'compiled': source and target lengths "
+                    "padded to a multiple of this")
     ap.add_argument("--fast", default="all", help=f"the fast parts of 'ours': all, or comma-separated of {FAST_PARTS}")
+    ap.add_argument("--batches", type=int, default=None, help="the first N batches of the epoch only (default: "
+                    "all; the models cycle through them)")
     ap.add_argument("--data-dir", default=str(MINI), help="binarised iwslt14-mini (train.pt, dict.txt)")
     ap.add_argument("--sync", default="update", choices=["update", "round"], help="CUDA: synchronise before every "
                     "update (per-update times) or only at round ends (no host/device overlap lost)")
@@ -592,7 +670,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     load_start = os.getloadavg()
 
     corpus = Corpus(args.data, args.vocab or PAPER_VOCAB, args.seed, Path(args.data_dir))
-    idx = corpus.batch_indices(args.max_tokens, args.seed, 1024)
+    idx = corpus.batch_indices(args.max_tokens, args.seed, 1024)[: args.batches]
     collate_ms = {}
     for vectorised in (False, True):  # both collations of the whole epoch (also timed inside every update)
         tic = time.perf_counter()
