@@ -269,3 +269,12 @@ def test_a_model_larger_than_memory_is_refused_with_its_size():
         validate_config(cfg, SCHEMA)
     assert "memory" in str(err.value)
     validate_config(_quick(), SCHEMA)  # the shipped config fits
+
+
+def test_data_status_reports_an_unwritable_cache_dir_as_a_status(tmp_path, monkeypatch):
+    monkeypatch.delenv(corpus.ENV_VAR, raising=False)
+    archive = _tgz(tmp_path / "src" / "de-en.tgz", {"de-en/x.txt": b"x"})
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    status = locate("iwslt14", None, archive.as_uri(), None, str(blocker / "cache"), timeout=5)
+    assert status["available"] is False and str(blocker) in status["message"]

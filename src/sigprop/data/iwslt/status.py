@@ -25,6 +25,9 @@ def locate(
         src = locate_source(local_dir, url, sha256, cache_dir, dataset=dataset, timeout=timeout)
     except DataUnavailableError as exc:
         return {"dataset": dataset, "available": False, "message": unavailable_message(dataset, str(exc))}
+    except (OSError, ValueError) as exc:  # e.g. a cache_dir that cannot be written: a status too, named
+        reason = f"{type(exc).__name__}: {exc}"
+        return {"dataset": dataset, "available": False, "message": unavailable_message(dataset, reason)}
     layout = inspect_source(src)
     return {"dataset": dataset, "available": True, "source": str(Path(src).resolve()), "layout": layout.kind}
 
