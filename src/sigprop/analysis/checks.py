@@ -1,4 +1,4 @@
-"""The paper's claims as checks (README), from from aggregated tables: name, expected, measured, tolerance, pass."""
+"""The paper's claims as checks (docs/checks.md), from aggregated tables: name, expected, measured, tolerance, pass."""
 
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from sigprop.analysis.stats import (
 from sigprop.params import RESIDUAL_SCALES, resolve_alpha
 
 # Every check is a statistical test at level SIGNIFICANCE_LEVEL over the seeds (see sigprop.analysis.stats for the
-# tests and README "Checks" for why each was chosen). Two kinds:
+# tests and docs/checks.md for why each was chosen). Two kinds:
 #  * "theory holds" (the null hypothesis is the paper's formula): the check fails only on evidence against
 #    the theory, i.e. when the theory leaves a simultaneous (Bonferroni) confidence band over all the points
 #    of the figure's family; a figure whose theory is right fails by chance at most SIGNIFICANCE_LEVEL of the time;
@@ -110,7 +110,7 @@ def fig04(t: pd.DataFrame) -> list[Check]:
 def fig07(t: pd.DataFrame) -> list[Check]:
     """Log-log slope -2 +- 0.3 where d_k >> d_v: equivalence test on a BCa bootstrap interval over seeds.
 
-    The slope fitted over d_k >= 1024 approaches -2 only asymptotically (-1.92 at these d_k, README "Checks"), so the
+    The slope fitted over d_k >= 1024 approaches -2 only asymptotically (-1.92 at these d_k, docs/checks.md), so the
     claim is an equivalence: the 90% interval (two one-sided tests at 5%) lies inside [-2.3, -1.7].
     """
     tail = t[t.d_k >= 1024].sort_values("d_k")
@@ -204,7 +204,7 @@ def fig11(t: pd.DataFrame) -> list[Check]:
     return out
 
 
-#: "past the first few layers": layers >= 4 (README "Checks")
+#: "past the first few layers": layers >= 4 (docs/checks.md)
 FIRST_LAYER = 4
 
 
@@ -318,7 +318,7 @@ def _translation_claims(figure: str) -> Callable[[pd.DataFrame], list[Check]]:
 
 
 #: runs shorter than this report the accuracy without requiring it (with the default init the toy reaches
-#: accuracy 1.0 by update 500; README "Assumptions")
+#: accuracy 1.0 by update 500; docs/assumptions.md)
 FIG05_UPDATES = 1000
 #: "learned": validation token accuracy at least this; "collapsed": below this after having learned
 #: (halfway between chance, 0.1, and 1)

@@ -13,7 +13,7 @@ torch nor pandas: the Snakefile imports it on every run. Everything else reads t
 config schema's list of figures (:func:`sigprop.config.load_schema`), the workflow's targets, rule inputs and
 wildcard constraints (``workflow/rules/``), the commands' dispatch (:mod:`sigprop.cli`,
 :func:`sigprop.tasks.init_time.run_point`), the checks (:data:`sigprop.analysis.checks.CHECKS`) and the report.
-``tests/test_registry.py`` checks the registry against the files (README "Adding a figure").
+``tests/test_registry.py`` checks the registry against the files (CONTRIBUTING.md "Adding a figure").
 
 A job's code inputs (:mod:`sigprop.codehash`) come from import statements, which never name these functions:
 the plot, aggregate and checks rules add the modules named here to their code inputs (``targets.smk``).
@@ -90,7 +90,7 @@ class FigureSpec:
 
     @property
     def checked(self) -> bool:
-        """Whether the checks (README "Checks", :mod:`sigprop.analysis.checks`) cover this figure."""
+        """Whether the checks (docs/checks.md, :mod:`sigprop.analysis.checks`) cover this figure."""
         return self.checks is not None
 
     @property

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
-# Why these tests (README "Checks"): every check is a test at level SIGNIFICANCE_LEVEL over seeds, with the seeds
+# Why these tests (docs/checks.md): every check is a test at level SIGNIFICANCE_LEVEL over seeds, with the seeds
 # as the independent replicates. Student's t (scipy.stats.ttest_1samp / ttest_rel) is used for means because it is
 # exact for normal seed-level values and accounts for few seeds through its degrees of freedom (a percentile
 # bootstrap of 4-10 seeds under-covers, and a sign-flip test of 4 seeds cannot reach p < 0.05 at all).
