@@ -1,0 +1,118 @@
+"""bench/gpu_check.sh in its CPU mode: it starts, runs every stage and writes a JSON that parses.
+
+Also: the shape buckets of the compiled step change no update, and the wheel list pins what this project is
+tested with.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import math
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+
+from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
+from sigprop.tasks.translation.batching import collate
+from sigprop.tasks.translation.task import translation_step
+
+ROOT = Path(__file__).resolve().parents[1]
+IWSLT = os.environ.get("SIGPROP_IWSLT_DIR") or "/work/shared/data/iwslt14"
+
+
+def bench_module(name: str):  # noqa: ANN201
+    spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def smoke(tmp_path: Path, stages: str, **env: str) -> tuple[subprocess.CompletedProcess, dict]:
+    out = tmp_path / "out"
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--cpu-smoke", "--stages", stages, "--out", str(out),
+                           "--workdir", str(tmp_path / "work")], cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1", **env}, timeout=600, check=False)
+    record = json.loads((out / "gpu_check.json").read_text())
+    return proc, record
+
+
+def test_bucketed_batch_gives_the_same_loss_and_gradients():
+    tt = bench_module("train_throughput")
+    g = torch.Generator().manual_seed(0)
+    pairs = []
+    for s, t in ((7, 5), (3, 9), (11, 2)):
+        src, tgt = torch.randint(4, 40, (s,), generator=g), torch.randint(4, 40, (t,), generator=g)
+        src[-1] = tgt[-1] = tt.EOS
+        pairs.append((src, tgt))
+    batch = collate(pairs, tt.PAD, tt.EOS)
+    big = tt.bucket_batch(batch, rows=8, length=16)
+    assert big["src"].shape == (8, 16) and big["prev"].shape == (8, 16) and int(big["ntokens"]) == 16
+    block = ModelConfig(d_model=16, n_heads=4, d_ff=24, n_layers=2, norm="post", dropout=0.0, attn_dropout=0.0,
+                        act_dropout=0.0)
+    model = EncoderDecoder(Seq2SeqConfig(block=block, vocab=40), torch.Generator().manual_seed(0))
+    out = []
+    for b in (batch, big):
+        model.zero_grad()
+        for fused in (False, True):  # the compiled step's plain loss, and the pipeline's fused one
+            loss = translation_step(model, b, eps=0.1, pad=tt.PAD, fused=fused)["loss"]
+            loss.backward()
+        out.append((float(loss.detach()), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    assert out[1][0] == pytest.approx(out[0][0], rel=1e-6)
+    for name, grad in out[0][1].items():
+        torch.testing.assert_close(out[1][1][name], grad, rtol=1e-5, atol=1e-7, msg=name)
+    wrong = {**big, "tgt": big["tgt"].clone()}
+    wrong["tgt"][-1, 0] = 5  # a padding row that counts: the loss changes
+    assert float(translation_step(model, wrong, eps=0.1, pad=tt.PAD)["loss"]) != pytest.approx(out[1][0], rel=1e-6)
+
+
+def test_gpu_wheels_pin_the_versions_installed_here():
+    pins = [line.split("==") for line in (ROOT / "bench" / "gpu-wheels.txt").read_text().splitlines()
+            if line and not line.startswith("#")]
+    assert len(pins) > 10 and all(len(p) == 2 for p in pins)
+    names = {name for name, _ in pins}
+    assert {"snakemake", "sacremoses", "subword-nmt", "jsonschema"} <= names
+    wrong = {name: (v, importlib.metadata.version(name)) for name, v in pins
+             if importlib.metadata.version(name) != v}
+    assert not wrong, f"bench/gpu-wheels.txt pins other versions than installed (pinned, installed): {wrong}"
+
+
+@pytest.mark.slow
+def test_cpu_smoke_runs_the_tests_and_the_throughput_stage_and_writes_their_numbers(tmp_path):
+    proc, rec = smoke(tmp_path, "tests,throughput")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert rec["cpu_smoke"] and rec["stages"].keys() == {"tests", "throughput"}
+    tests = rec["stages"]["tests"]
+    assert tests["status"] == "ok" and tests["passed"] >= 1 and tests["failed"] == 0 and tests["skipped"] == 0
+    tp = rec["stages"]["throughput"]
+    assert tp["status"] == "ok" and tp["models"].keys() == {"ours", "torch", "compiled"}
+    for m in tp["models"].values():
+        assert math.isfinite(m["target_tokens_per_s"]) and m["target_tokens_per_s"] > 0
+    assert tp["models"]["compiled"]["compile_warmup_s"] > 0
+    assert {"ours_vs_torch", "compiled_vs_ours", "compiled_vs_torch"} <= tp["ratios"].keys()
+    table = proc.stdout[proc.stdout.rindex("GPU check"):]  # the table comes last
+    assert "CPU SMOKE" in table and "compiled / ours" in table and "1 passed, 0 failed" in table
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path(IWSLT, "bpe10k", "code").exists(), reason="no IWSLT'14 data (SIGPROP_IWSLT_DIR)")
+def test_cpu_smoke_e2e_trains_and_evaluates_both_methods(tmp_path):
+    proc, rec = smoke(tmp_path, "e2e", SIGPROP_IWSLT_DIR=IWSLT)
+    e2e = rec["stages"]["e2e"]
+    assert proc.returncode == 0 and e2e["status"] == "ok", proc.stdout[-3000:]
+    assert e2e["runs"].keys() == {"adam_postln", "sgd_temperature"}
+    for run in e2e["runs"].values():
+        assert run["updates"] == 6 and not run["diverged"] and run["updates_per_s"] > 0
+        assert 0 <= run["bleu"] <= 100 and run["test_sentences"] == 20
+
+
+def test_gpu_check_refuses_to_run_without_cuda_unless_cpu_smoke(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA is available here")
+    proc = subprocess.run(["bash", "bench/gpu_check.sh", "--out", str(tmp_path)], cwd=ROOT, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert proc.returncode == 2 and "--cpu-smoke" in proc.stderr
