@@ -1,9 +1,11 @@
 """Atomic writes and provenance: nothing half-written is ever left at an output path.
 
-A write goes to a hidden ``.<name>.<random>.partial`` file beside the output and is renamed onto it when
-complete. A process killed mid-write (SIGKILL, power loss) can leave such a file behind: its name ends in
+A write goes to a hidden ``.<name>.<host>-<pid>.<random>.partial`` file beside the output and is renamed onto it
+when complete. A process killed mid-write (SIGKILL, power loss) can leave such a file behind: its name ends in
 ``.partial``, never in the output's suffix, so no ``*.parquet`` glob picks it up, and
-:func:`remove_partial_files` (the workflow's ``onstart``) deletes them at the next run.
+:func:`remove_partial_files` (the workflow's ``onstart``) deletes it at a later run once its writer cannot be
+alive (its pid is gone on this host, or the file is older than a day), so a run never removes the file of a
+job that another run in the same directory is writing.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ import json
 import os
 import platform
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from functools import cache
@@ -29,7 +33,37 @@ import pyarrow.parquet as pq
 
 PROVENANCE_KEY = b"sigprop"
 PARTIAL_SUFFIX = ".partial"
-_PARTIAL = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")  # .<name>.<mkstemp's 8 characters>.partial
+#: .<name>.<host>-<pid>.<8 random characters>.partial (atomic_path's, and the report rule's mktemp)
+_PARTIAL = re.compile(r"^\..+\.(?P<host>[A-Za-z0-9-]+)-(?P<pid>[0-9]+)\.[A-Za-z0-9_]{8}\.partial$")
+_LEGACY = re.compile(r"^\..+\.[a-z0-9_]{8}\.partial$")  # .<name>.<random>.partial: writers of older versions
+#: a temporary file of another host (or an older version) is removed once it is this old (seconds)
+STALE_AFTER_S = 24 * 3600
+
+
+def host_tag() -> str:
+    """This machine's short host name, as it appears in temporary file names (bash: ``${HOSTNAME%%.*}``)."""
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname().split(".")[0]) or "host"
+
+
+def partial_prefix(path: str | os.PathLike) -> str:
+    """The start of the name of a temporary file for ``path``: ``.<name>.<host>-<pid>.``."""
+    return f".{Path(path).name}.{host_tag()}-{os.getpid()}."
+
+
+def partial_owner(path: str | os.PathLike) -> tuple[str, int] | None:
+    """(host, pid) of the process that wrote a temporary file, from its name; None if the name has none."""
+    m = _PARTIAL.match(Path(path).name)
+    return (m["host"], int(m["pid"])) if m else None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 PACKAGES = ("sigprop", "torch", "numpy", "pandas", "pyarrow", "snakemake")
 
 
@@ -37,11 +71,12 @@ PACKAGES = ("sigprop", "torch", "numpy", "pandas", "pyarrow", "snakemake")
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds.
 
-    The temporary file is ``.<name>.<random>.partial`` (give writers that go by the suffix an explicit format).
+    The temporary file is ``.<name>.<host>-<pid>.<random>.partial`` (give writers that go by the suffix an
+    explicit format).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=PARTIAL_SUFFIX)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=partial_prefix(path), suffix=PARTIAL_SUFFIX)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -54,14 +89,30 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
             os.unlink(tmp)
 
 
-def remove_partial_files(*roots: str | os.PathLike) -> list[Path]:
-    """Delete the temporary files of :func:`atomic_path` under ``roots`` (left by a killed run); return them.
+def _orphaned(path: Path, now: float, stale_after_s: float) -> bool:
+    """Whether the writer of temporary file ``path`` cannot be alive."""
+    owner = partial_owner(path)
+    if owner is not None and owner[0] == host_tag():
+        return not _alive(owner[1])
+    if owner is None and not _LEGACY.match(path.name):
+        return False  # not a name this package makes
+    try:  # another host's writer (its pids are not visible here), or an older version's name: by age
+        return now - path.stat().st_mtime > stale_after_s
+    except FileNotFoundError:
+        return False
 
-    Only for a moment when no job writes there (the workflow calls it before its first job, holding the lock).
+
+def remove_partial_files(*roots: str | os.PathLike, stale_after_s: float = STALE_AFTER_S) -> list[Path]:
+    """Delete the temporary files of :func:`atomic_path` under ``roots`` whose writer cannot be alive; return them.
+
+    Safe while other runs' jobs write there (Snakemake locks only each run's own outputs): a file is removed
+    only if its writer's pid is gone on this host, or, written on another host (or by an older version),
+    if it has not changed for ``stale_after_s`` seconds.
     """
+    now = time.time()
     found = [
         p for root in roots if Path(root).is_dir() for p in Path(root).rglob(f".*{PARTIAL_SUFFIX}")
-        if _PARTIAL.match(p.name) and p.is_file()
+        if p.is_file() and _orphaned(p, now, stale_after_s)
     ]
     for p in found:
         p.unlink(missing_ok=True)

@@ -92,7 +92,9 @@ def figure_tables(figure):
 
 
 def remove_partial_files():
-    """Before the first job: delete the temporary files of writes killed mid-way (sigprop.io.atomic_path)."""
+    """Before the first job: delete the temporary files of writes killed mid-way (sigprop.io.atomic_path), only
+    those whose writer cannot be alive: another run's live job in this directory keeps its files.
+    """
     from sigprop.io import remove_partial_files as remove
 
     removed = remove("results", "figures")

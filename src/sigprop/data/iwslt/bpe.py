@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sigprop.data.iwslt.corpus import BPE_MERGES
-from sigprop.io import PARTIAL_SUFFIX, atomic_path
+from sigprop.io import PARTIAL_SUFFIX, atomic_path, partial_prefix
 
 
 def learn_bpe(
@@ -24,7 +24,7 @@ def learn_bpe(
     # subword-nmt reads a text file (opened as its command line does: universal newlines); this one is named
     # like atomic_path's temporary files, so a killed run's copy is removed with theirs
     with tempfile.NamedTemporaryFile(
-        "w", encoding="utf-8", newline="", dir=codes_path.parent, prefix=f".{codes_path.name}.input.",
+        "w", encoding="utf-8", newline="", dir=codes_path.parent, prefix=partial_prefix(f"{codes_path}.input"),
         suffix=PARTIAL_SUFFIX,
     ) as corpus:
         for line in lines:
