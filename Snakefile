@@ -32,6 +32,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/translation.smk"
 include: "workflow/rules/simulate.smk"
 include: "workflow/rules/supplementary.smk"
+include: "workflow/rules/probe.smk"
 include: "workflow/rules/toy.smk"
 include: "workflow/rules/aggregate.smk"
 include: "workflow/rules/plot.smk"
@@ -43,7 +44,11 @@ rule all:
     default_target: True
     input:
         # each figure with the tables it stands on (targets.smk figure_closure: a deleted table is rebuilt)
-        [figure_closure(f) for f in config["figures"] if not FIGURES[f].needs_data],
+        [
+            figure_closure(f)
+            for f in config["figures"]
+            if not FIGURES[f].needs_data and FIGURES[f].installed
+        ],
         # Figs 1, 6, 14, S1 and Table 1 only when the IWSLT'14 data is there (data.smk checkpoint)
         translation_targets,
         iwslt_figure_targets,
@@ -59,6 +64,7 @@ onstart:
 onsuccess:
     print_checks_summary()
     print_data_message()
+    print_extras_message()
 
 
 onerror:

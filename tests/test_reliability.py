@@ -30,7 +30,7 @@ import yaml
 from test_translation import copy_data, job_spec  # noqa: F401 (copy_data is a fixture)
 
 import sigprop.codehash as codehash
-from sigprop.codehash import ENTRY_POINTS, closure, code_hash
+from sigprop.codehash import ENTRY_POINTS, closure, code_hash, module_hash
 from sigprop.config import (
     ConfigError,
     coerce_to_schema,
@@ -142,8 +142,8 @@ def _rule_keys() -> list[tuple[str, tuple[str, ...]]]:
 # edited file -> the rules (plot:<figure>) whose code hash must change; read off the import statements
 EDITS = {
     "sigprop/params.py": {"simulate", "train_toy", "aggregate", "checks", "train_translation", "evaluate_translation",
-                          "simulate_method_init", "table1", "table2", "plot:fig07", "plot:fig08", "plot:fig12",
-                          "plot:fig13"},  # model, aggregation and the plot style (residual-scale labels) import it
+                          "simulate_method_init", "simulate_probe", "table1", "table2", "plot:fig07", "plot:fig08",
+                          "plot:fig12", "plot:fig13"},  # model, aggregation, plot style (alpha labels) import it
     "sigprop/plotting/_heatmaps.py": {"plot:fig12", "plot:fig13"},
     "sigprop/plotting/style.py": {"plot:fig07", "plot:fig08", "plot:fig12", "plot:fig13", "table1", "table2"},
     "sigprop/tasks/toy_reversal.py": {"train_toy"},
@@ -327,11 +327,12 @@ def test_fingerprints_differ_with_the_code():
     from sigprop.tasks.toy_reversal import DEFAULTS, fingerprint
     from sigprop.tasks.translation.job import fingerprint as translation_fingerprint
 
-    assert fingerprint(DEFAULTS, 0) == fingerprint(DEFAULTS, 0, code=code_hash("train_toy"))
+    assert fingerprint(DEFAULTS, 0) == fingerprint(DEFAULTS, 0, code=module_hash("sigprop.tasks.toy_reversal"))
     assert fingerprint(DEFAULTS, 0, code="a") != fingerprint(DEFAULTS, 0, code="b")
     spec = job_spec()
     assert translation_fingerprint(spec, code="a") != translation_fingerprint(spec, code="b")
-    assert translation_fingerprint(spec) == translation_fingerprint(spec, code=code_hash("train_translation"))
+    own = module_hash("sigprop.tasks.translation.job")  # the task's own code, named without a workflow rule
+    assert translation_fingerprint(spec) == translation_fingerprint(spec, code=own)
 
 
 # ---------------------------------------------------------------- config input

@@ -5,6 +5,7 @@ Every workflow rule runs one of these commands (sigprop COMMAND --help for its a
   init-time figures  simulate, aggregate, plot, checks
   Fig 5 (toy task)   train-toy
   Fig S1             simulate-method-init
+  Fig S7             simulate-probe; probe (real architectures at init, a printed table; needs ".[models]")
   IWSLT'14 data      data-status, data-prepare, data-binarize, data-locate
   translation        train-translation, evaluate-translation, table1, table2
   configs            check-config FILE (YAML syntax, naming the line, and the schema)
@@ -135,6 +136,48 @@ def simulate_method_init(args: argparse.Namespace) -> None:
     meta = provenance(config=args.config_name, config_hash=config_hash(spec), experiment=spec["experiment"],
                       point=spec["point"], seeds=spec["seeds"], wall_s=round(time.perf_counter() - start, 3))
     write_table(df, args.out, meta)
+
+
+def simulate_probe(args: argparse.Namespace) -> None:
+    """Fig S7: one job of real architectures (transformers) probed at initialisation; write the raw tidy table."""
+    from sigprop.tasks.probe import MissingExtra
+    from sigprop.tasks.probe.adapters import run
+
+    _torch_threads()
+    spec = json.loads(args.spec)
+    start = time.perf_counter()
+    try:
+        df = run(spec)
+    except MissingExtra as err:
+        sys.exit(f"sigprop simulate-probe: {err}")
+    import transformers
+
+    meta = provenance(config=args.config_name, config_hash=config_hash(spec), experiment=spec["experiment"],
+                      point=spec["point"], seeds=spec["seeds"], transformers=transformers.__version__,
+                      wall_s=round(time.perf_counter() - start, 3))
+    write_table(df, args.out, meta)
+
+
+def probe(args: argparse.Namespace) -> None:
+    """Fig S7's probe from the command line: build real architectures at init at each depth and print the table."""
+    from sigprop.config import load_layered
+    from sigprop.tasks.probe import ARMS, MissingExtra
+    from sigprop.tasks.probe.adapters import probe_table
+
+    fixed = load_layered(args.config)[0]["experiments"]["model_probe"]["fixed"]
+    models = list(ARMS) if args.model == "all" else [args.model]
+    if not set(models) <= set(ARMS):
+        sys.exit(f"sigprop probe: --model {args.model!r}: use one of {', '.join(ARMS)} or all")
+    try:
+        layers = [int(v) for v in args.layers.split(",")]
+    except ValueError:
+        sys.exit(f"sigprop probe: --layers {args.layers!r}: give depths separated by commas, e.g. 12,24,48")
+    try:
+        table = probe_table(fixed, models, layers, list(range(args.seeds)))
+    except MissingExtra as err:
+        sys.exit(f"sigprop probe: {err}")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(table.round(4).to_string(index=False))
 
 
 def data_status(args: argparse.Namespace) -> None:
@@ -318,9 +361,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schema", default=str(Path(__file__).resolve().parents[2] / "workflow/schemas/config.schema.yaml"))
     p.set_defaults(func=check_config)
     add_translation_commands(sub)
+    add_probe_commands(sub)
     for p in sub.choices.values():  # `sigprop COMMAND --help` opens with what the command does
         p.description = p.description or p.get_default("func").__doc__
     return parser
+
+
+def add_probe_commands(sub: argparse._SubParsersAction) -> None:
+    """Fig S7's commands: the workflow's job and the probe with its printed table (torch is imported when they run)."""
+    p = sub.add_parser("simulate-probe", help="one Fig S7 job: real architectures (transformers) at initialisation")
+    p.add_argument("--spec", required=True, help="JSON job spec (experiments.model_probe, from the workflow)")
+    p.add_argument("--config-name", default="unnamed")
+    p.add_argument("--out", required=True)
+    p.set_defaults(func=simulate_probe)
+    p = sub.add_parser("probe", help="probe GPT-2, BERT, Llama or ViT at init per depth, print a table "
+                                     '(needs pip install -e ".[models]")')
+    p.add_argument("--model", default="gpt2", help="gpt2, bert, llama, vit or all (every arm of each)")
+    p.add_argument("--layers", default="12,24,48", help="depths, comma-separated")
+    p.add_argument("--seeds", type=int, default=3, help="seeds 0 .. N-1 (weights; the batch is fixed)")
+    p.add_argument("--config", default=str(Path(__file__).resolve().parents[2] / "config" / "paper.yaml"),
+                   help="the sizes: experiments.model_probe.fixed of this config (default: the paper config)")
+    p.set_defaults(func=probe)
 
 
 def add_translation_commands(sub: argparse._SubParsersAction) -> None:

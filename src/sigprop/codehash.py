@@ -4,8 +4,7 @@ Each workflow rule that runs ``sigprop`` code is listed in :data:`ENTRY_POINTS` 
 command. :func:`code_files` walks the import statements from there over ``src/sigprop`` (``ast`` only: nothing
 is imported, no torch at parse time) and returns every module file the job can load: the rules declare these
 files as inputs, so editing any of them reruns exactly the jobs that import it. :func:`code_hash` hashes the
-same files; the training jobs put it into their checkpoint fingerprint, so that a checkpoint written by other
-code is not resumed.
+same files (the jobs' provenance records it).
 
 An entry is a module (``sigprop.__main__``: every import anywhere in the module) or ``module:function``
 (the module's top-level imports plus those inside ``function``: one subcommand of :mod:`sigprop.cli`).
@@ -13,7 +12,9 @@ Every other module reached is read whole, imports inside functions included (a s
 loads), together with the ``__init__.py`` of each package on its path. Functions imported by a name held in
 data (the registry's ``"module:function"`` strings, :func:`sigprop.analysis.registry.resolve`) are not seen:
 their modules are extra entries that the aggregate, plot and checks rules add (``targets.smk``). The unit is
-the file: editing any line of a file reruns every job whose walk reaches it.
+the file: editing any line of a file reruns every job whose walk reaches it. A task that needs the identity of
+its own code (a training checkpoint's fingerprint, so that a checkpoint written by other code is not resumed)
+takes :func:`module_hash` of its module, which names no rule.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "report": ("workflow/notebooks/report.ipynb",),
     "simulate_method_init": ("sigprop.__main__", "sigprop.cli:simulate_method_init"),  # Fig S1 (supplementary.smk)
     "iwslt_status": ("sigprop.__main__", "sigprop.cli:data_status"),
+    "simulate_probe": ("sigprop.__main__", "sigprop.cli:simulate_probe"),  # Fig S7 (probe.smk)
     "prepare_iwslt": ("sigprop.__main__", "sigprop.cli:data_prepare"),
     "binarize_iwslt": ("sigprop.__main__", "sigprop.cli:data_binarize"),
     "train_translation": ("sigprop.__main__", "sigprop.cli:train_translation"),
@@ -166,11 +168,23 @@ def code_files(rule: str, extra: Iterable[str] = (), src: str | Path = "src", ro
     return sorted(out)
 
 
-def code_hash(rule: str, extra: Iterable[str] = (), src: str | Path | None = None) -> str:
-    """Short sha256 of the files of :func:`code_files` (their paths under ``src`` and their bytes)."""
-    src = Path(src) if src is not None else default_src()
+def _digest(paths: Iterable[str | Path], src: Path) -> str:
+    """Short sha256 of files: their paths under ``src`` and their bytes."""
     digest = hashlib.sha256()
-    for path in code_files(rule, extra, src):
+    for path in paths:
         digest.update(str(Path(path).relative_to(src)).encode() + b"\0")
         digest.update(Path(path).read_bytes() + b"\0")
     return digest.hexdigest()[:16]
+
+
+def code_hash(rule: str, extra: Iterable[str] = (), src: str | Path | None = None) -> str:
+    """Short sha256 of the files of :func:`code_files` (their paths under ``src`` and their bytes)."""
+    src = Path(src) if src is not None else default_src()
+    return _digest(code_files(rule, extra, src), src)
+
+
+def module_hash(module: str, src: str | Path | None = None) -> str:
+    """Short sha256 of the files ``module`` can import (its :func:`closure`, read as a rule's entry points are):
+    the identity of a task's code that the task computes itself, without naming the workflow rule that runs it."""
+    src = Path(src) if src is not None else default_src()
+    return _digest(sorted(str(_module_file(src, m)) for m in closure([module], src)), src)

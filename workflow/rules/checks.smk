@@ -8,7 +8,9 @@ rule checks:
         tables=[
             f"results/aggregated/{f}.parquet"
             for f in config["figures"]
-            if FIGURES[f].checked and not FIGURES[f].needs_data
+            if FIGURES[f].checked
+            and not FIGURES[f].needs_data
+            and FIGURES[f].installed
         ],
         translation=translation_checks,  # Figs 1, 6, 14 and Table 1, when the IWSLT'14 data is there
         iwslt=iwslt_figure_checks,  # Fig S1, when its data is there (supplementary.smk)

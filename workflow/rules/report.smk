@@ -9,7 +9,9 @@ rule report:
         code=code_inputs("report"),
         checks="results/checks.csv",
         figures=[
-            figure_files(f) for f in config["figures"] if not FIGURES[f].needs_data
+            figure_files(f)
+            for f in config["figures"]
+            if not FIGURES[f].needs_data and FIGURES[f].installed
         ],
         translation=translation_targets,  # Figs 1, 6, 14 and Table 1, when the data is there
         iwslt=iwslt_figure_targets,  # Fig S1, when its data is there (supplementary.smk)

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from sigprop.codehash import code_hash
+from sigprop.codehash import module_hash
 from sigprop.io import config_hash
 from sigprop.model import Encoder, ModelConfig, block_config
 from sigprop.tasks.measure import attention_effective_lrs, grad_norms
@@ -148,10 +148,10 @@ def attention_probe(ctx: LogContext) -> list[dict[str, Any]]:
 def fingerprint(p: Params, seed: int, code: str | None = None) -> str:
     """Identifies a run: its full parameters, its seed and the code it imports.
 
-    ``code`` defaults to :func:`sigprop.codehash.code_hash` of the train_toy rule (the files that rule lists as
-    code inputs): a checkpoint written by other code or for other parameters is not resumed.
+    ``code`` defaults to :func:`sigprop.codehash.module_hash` of this module (the files it can import): a
+    checkpoint written by other code or for other parameters is not resumed.
     """
-    code = code_hash("train_toy") if code is None else code
+    code = module_hash(__name__) if code is None else code
     return config_hash({"params": dict(p), "seed": seed, "code": code})
 
 

@@ -1,37 +1,11 @@
-"""Fig S7: a rank-collapse probe of models people build, at initialisation (docs/supplementary.md).
-
-Real architectures of Hugging Face ``transformers`` (the optional extra ``models``: ``pip install -e
-".[models]"``), built from configs constructed here, with random weights and nothing downloaded
-(``HF_HUB_OFFLINE=1``): GPT-2 (PRE-LN, causal LM), BERT (POST-LN, masked LM), Llama (PRE-RMSNorm, SwiGLU,
-rotary positions, causal LM) and ViT (PRE-LN, image classification). Each is built at the library's own
-initialisation (``initializer_range`` 0.02), then measured per block through forward hooks on the residual
-stream: the mean pairwise token cosine and the mean token norm of the input of block 1 (layer 0) and of
-every block's output, and the Frobenius norms of the gradients of the query, key and value weights of one
-loss on a fixed batch (the same for every seed, arm and depth: ``batch_seed``).
-
-Arms (``arm``), paired: seed s draws the same weights in every arm of a model (``torch.manual_seed(s)``
-before the build), and an arm only rescales some of them:
-
-* GPT-2 ``built`` as the library initialises it (``c_proj`` of attention and MLP with std
-  0.02/sqrt(2 L), GPT-2's "scale the weights of residual layers by 1/sqrt(N)"); ``unscaled``: the same
-  ``c_proj`` weights times sqrt(2 L), i.e. drawn from N(0, 0.02^2): the init of ``transformers`` 5.14.1,
-  where the scaling was silently skipped (huggingface/transformers#47458, fixed by #47459 in 5.15.0);
-* Llama ``default``: every linear weight N(0, 0.02^2) (the library's init); ``scaled``: ``o_proj`` and
-  ``down_proj`` times 1/sqrt(2 L) (GPT-2's rule applied to Llama's residual output projections);
-* ``twin`` (GPT-2 and BERT): the model with ReLU instead of GELU, in float64, measured beside the project's
-  own block (:class:`sigprop.model.Stack`, PRE-LN for GPT-2, POST-LN for BERT) with the same weights copied
-  in, run from the same layer-0 hidden state through the model's own head and loss: an independent
-  cross-check of :mod:`sigprop.model` (``xcheck_*`` rows: largest deviation per layer).
-
-Losses: GPT-2 and Llama the causal LM loss on random token ids (labels = inputs, shifted inside the model),
-BERT the masked-LM loss predicting every input token (no token masked: at init only the gradient's path
-matters), ViT cross-entropy of random labels on N(0, 1) images.
-"""
+"""Fig S7's adapters: GPT-2, BERT, Llama and ViT built from ``transformers`` configs at init, measured through
+hooks on the residual stream, and the twin cross-check against :mod:`sigprop.model` (the design:
+:mod:`sigprop.tasks.probe`)."""
 
 from __future__ import annotations
 
+import json
 import math
-import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -43,50 +17,15 @@ from torch import Tensor, nn
 
 from sigprop.model import ModelConfig, Stack
 from sigprop.tasks.measure import token_cosine
-
-#: the version of ``transformers`` the extra pins (pyproject.toml), quoted in messages
-TRANSFORMERS_PIN = "5.25.0"
-INSTALL = f'pip install -e ".[models]"  (transformers=={TRANSFORMERS_PIN}; CPU torch is enough)'
-
-MODELS = ("gpt2", "bert", "llama", "vit")
-#: the arms of each model; the first is the model as the library builds it
-ARMS: dict[str, tuple[str, ...]] = {
-    "gpt2": ("built", "unscaled", "twin"),
-    "bert": ("built", "twin"),
-    "llama": ("default", "scaled"),
-    "vit": ("built",),
-}
-MODEL_LABELS = {"gpt2": "GPT-2", "bert": "BERT", "llama": "Llama", "vit": "ViT"}
-ARM_LABELS = {
-    "built": "as built",
-    "unscaled": "c_proj unscaled (#47458)",
-    "default": "default std",
-    "scaled": "o/down_proj / sqrt(2L)",
-    "twin": "ReLU twin (cross-check)",
-}
-#: the std the library draws linear weights from (every config here leaves initializer_range at 0.02)
-INIT_STD = 0.02
-
-
-class MissingExtra(ImportError):
-    """The optional dependency ``transformers`` is not installed: the message says what to install."""
-
-
-def require_transformers() -> Any:
-    """Import ``transformers`` offline (``HF_HUB_OFFLINE=1``); raise :class:`MissingExtra` naming the install."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    try:
-        import transformers
-    except ModuleNotFoundError as err:
-        raise MissingExtra(f"Fig S7 (the model probe) needs Hugging Face transformers, which is not installed: "
-                           f"{INSTALL}") from err
-    return transformers
-
-
-def depth_scaled_std(n_layers: int, std: float = INIT_STD) -> float:
-    """GPT-2's std of a residual output projection: std / sqrt(2 L) (two residual branches per block)."""
-    return std / math.sqrt(2 * n_layers)
+from sigprop.tasks.probe import (
+    ARM_LABELS,
+    ARMS,
+    INIT_STD,
+    MODEL_LABELS,
+    MODELS,
+    depth_scaled_std,
+    require_transformers,
+)
 
 
 @dataclass
@@ -130,7 +69,7 @@ def build(p: Mapping[str, Any], seed: int) -> Built:
     """Build ``p['model']`` at depth ``n_layers`` with the library's init from ``torch.manual_seed(seed)``, apply
     the arm, and bind the fixed batch and the loss."""
     tf = require_transformers()
-    model_name, arm = p["model"], p.get("arm", ARMS.get(p["model"], ("built",))[0])
+    model_name, arm = p["model"], p["arm"]
     if model_name not in ARMS:
         raise ValueError(f"model {model_name!r}: the probe builds {', '.join(MODELS)}")
     if arm not in ARMS[model_name]:
@@ -327,14 +266,19 @@ def twin_deviations(built: Built, p: Mapping[str, Any], hidden: list[Tensor],
     return rows
 
 
-def probe(p: Mapping[str, Any], seeds: list[int]) -> pd.DataFrame:
-    """One parameter point (model, arm, depth, sizes) for ``seeds``: the tidy table (seed, layer, metric, value).
+def arms_of(p: Mapping[str, Any]) -> list[str]:
+    """The arms one parameter point runs: ``arm`` if given, else every arm of the model, the twin only at the
+    depths ``twin_layers`` (default: none)."""
+    if "arm" in p:
+        return [p["arm"]]
+    if p["model"] not in ARMS:
+        raise ValueError(f"model {p['model']!r}: the probe builds {', '.join(MODELS)}")
+    twin = int(p["n_layers"]) in [int(v) for v in p.get("twin_layers", [])]
+    return [a for a in ARMS[p["model"]] if a != "twin" or twin]
 
-    Metrics per layer l = 0..L: ``cosine``, ``norm`` (mean token norm); per block l = 1..L: ``grad_q``,
-    ``grad_k``, ``grad_v`` (Frobenius norms), ``out_rms`` (root mean square of the block's residual-branch
-    output weights, attention and MLP pooled) and ``out_numel`` (their number of entries); ``loss`` at layer L;
-    twin arms also ``xcheck_*`` (:func:`twin_deviations`).
-    """
+
+def probe_arm(p: Mapping[str, Any], seeds: list[int]) -> pd.DataFrame:
+    """One model, arm and depth for ``seeds``: the tidy table (seed, layer, metric, value)."""
     rows: list[dict] = []
     for seed in seeds:
         built = build(p, seed)
@@ -347,10 +291,24 @@ def probe(p: Mapping[str, Any], seeds: list[int]) -> pd.DataFrame:
             rows += _rows(seed, layer, {"grad_q": g[0].norm(), "grad_k": g[1].norm(), "grad_v": g[2].norm(),
                                         "out_rms": w.pow(2).mean().sqrt(), "out_numel": w.numel()})
         rows += _rows(seed, len(built.blocks), {"loss": loss})
-        if p.get("arm") == "twin":
+        if p["arm"] == "twin":
             for layer, dev in enumerate(twin_deviations(built, p, hidden, grads)):
                 rows += _rows(seed, layer, dev)
     return pd.DataFrame(rows)
+
+
+def probe(p: Mapping[str, Any], seeds: list[int]) -> pd.DataFrame:
+    """One parameter point (model, depth, sizes) for ``seeds``, every arm of :func:`arms_of`: the tidy table
+    (arm, seed, layer, metric, value).
+
+    Metrics per layer l = 0..L: ``cosine``, ``norm`` (mean token norm); per block l = 1..L: ``grad_q``,
+    ``grad_k``, ``grad_v`` (Frobenius norms), ``out_rms`` (root mean square of the block's residual-branch
+    output weights, attention and MLP pooled) and ``out_numel`` (their number of entries); ``loss`` at layer L;
+    the twin arm also ``xcheck_*`` (:func:`twin_deviations`).
+    """
+    frames = [probe_arm({**p, "arm": arm}, seeds).assign(arm=arm) for arm in arms_of(p)]
+    df = pd.concat(frames, ignore_index=True)
+    return df[["arm", *[c for c in df.columns if c != "arm"]]]
 
 
 def run(spec: Mapping[str, Any]) -> pd.DataFrame:
@@ -361,8 +319,9 @@ def run(spec: Mapping[str, Any]) -> pd.DataFrame:
     frames = []
     for params in iter_inner(spec["fixed"], spec["point"], spec.get("inner")):
         df = probe(params, list(spec["seeds"]))
-        for key in sorted(params, reverse=True):
-            df.insert(0, key, params[key])
+        for key in sorted(set(params) - set(df.columns), reverse=True):
+            value = params[key]
+            df.insert(0, key, json.dumps(value) if isinstance(value, list | dict) else value)
         frames.append(df)
     return pd.concat(frames, ignore_index=True)
 
@@ -383,5 +342,14 @@ def summary_table(raw: pd.DataFrame) -> pd.DataFrame:
             "|gQ|/|gV| block 1": (first.grad_q / first.grad_v).mean(),
             "|gQ|/|gV| block L": (last.grad_q / last.grad_v).mean(),
             "out std / (0.02/sqrt(2L))": (w.out_rms.dropna() / depth_scaled_std(int(n_layers))).mean(),
+            "twin max dev": g[g.metric.str.startswith("xcheck_")].value.max(),
         })
     return pd.DataFrame(rows)
+
+
+def probe_table(fixed: Mapping[str, Any], models: list[str], layers: list[int], seeds: list[int]) -> pd.DataFrame:
+    """Every arm of ``models`` at each depth of ``layers`` for ``seeds``, sizes from ``fixed`` (the twin at the
+    smallest depth): the summary table."""
+    frames = [probe({**fixed, "model": model, "n_layers": n_layers, "twin_layers": layers[:1]}, seeds)
+              .assign(model=model, n_layers=n_layers) for model in models for n_layers in layers]
+    return summary_table(pd.concat(frames, ignore_index=True))

@@ -28,7 +28,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from sigprop.codehash import code_hash
+from sigprop.codehash import module_hash
 from sigprop.data.iwslt.binarize import Dictionary, load_split
 from sigprop.data.iwslt.bpe import detok_bpe
 from sigprop.data.iwslt.textio import read_lines
@@ -122,7 +122,7 @@ def evaluate_run(spec: Mapping[str, Any], data_dir: str | Path, run_dir: str | P
     # the training's identity (run keys, spec hash, fingerprint) + where and by which code this evaluation ran
     kept = ("config", "spec_hash", "fingerprint", "dataset", "method", "method_label", "layers", "seed")
     meta = provenance(**{k: v for k, v in trained.get("provenance", {}).items() if k in kept},
-                      eval_code=code_hash("evaluate_translation"))
+                      eval_code=module_hash(__name__))
     ev = spec["evaluation"]
     ckpt = torch.load(run / "checkpoint_best.pt", map_location="cpu", weights_only=True)
     hyps: list[str] = []

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from sigprop.codehash import code_hash
+from sigprop.codehash import module_hash
 from sigprop.io import atomic_path, config_hash, provenance, write_table
 from sigprop.tasks.translation.task import TranslationTask
 from sigprop.train import TrainConfig, Trainer, pick_device
@@ -54,10 +54,10 @@ def seed_everything(seed: int) -> None:
 def fingerprint(spec: Mapping[str, Any], code: str | None = None) -> str:
     """Identifies the training: the spec (not its evaluation) and the code the job imports.
 
-    ``code`` defaults to :func:`sigprop.codehash.code_hash` of the train_translation rule, the files its
-    Snakemake rule lists as code inputs: a checkpoint of another spec or written by other code is not resumed.
+    ``code`` defaults to :func:`sigprop.codehash.module_hash` of this module (the files training can import): a
+    checkpoint of another spec or written by other code is not resumed.
     """
-    code = code_hash("train_translation") if code is None else code
+    code = module_hash(__name__) if code is None else code
     return config_hash({"spec": {k: v for k, v in spec.items() if k not in ("evaluation", "config")}, "code": code})
 
 

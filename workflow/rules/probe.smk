@@ -1,0 +1,56 @@
+# Fig S7 (supplementary): real architectures of Hugging Face transformers at initialisation
+# (sigprop.tasks.probe, docs/supplementary.md). One job per grid point of experiments.model_probe. The figure
+# needs the optional extra "models" (pip install -e ".[models]"): without it the default target skips it
+# (registry FigureSpec.extra) and says what to install at the end of the run; the rest is unaffected.
+MODEL_PROBE = "model_probe"
+
+
+def probe_spec(wildcards):
+    """The JSON spec of one Fig S7 job (experiments.model_probe)."""
+    path = (
+        f"results/raw/{MODEL_PROBE}/{wildcards.point}/seeds~{wildcards.seeds}.parquet"
+    )
+    if path not in JOBS:
+        raise ValueError(
+            f"{path} is not a job of this config (experiments.{MODEL_PROBE})"
+        )
+    return JOBS[path].spec
+
+
+rule simulate_probe:
+    input:
+        code_inputs("simulate_probe"),
+    output:
+        f"results/raw/{MODEL_PROBE}/{{point}}/seeds~{{seeds}}.parquet",
+    log:
+        f"results/logs/simulate/{MODEL_PROBE}/{{point}}/seeds~{{seeds}}.log",
+    benchmark:
+        f"results/benchmarks/simulate/{MODEL_PROBE}/{{point}}/seeds~{{seeds}}.tsv"
+    wildcard_constraints:
+        seeds=r"\d+-\d+",
+    conda:
+        "../../envs/sigprop.yaml"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 4000 * attempt,
+        runtime=30,
+    params:
+        spec=probe_spec,
+        name=config["name"],
+    shell:
+        "OMP_NUM_THREADS={threads} HF_HUB_OFFLINE=1 python -m sigprop simulate-probe --spec {params.spec:q}"
+        " --config-name {params.name} --out {output} > {log} 2>&1"
+
+
+# results/raw/model_probe/... also matches the generic simulate rule's pattern
+ruleorder: simulate_probe > simulate
+
+
+def print_extras_message():
+    """At the end of a run: the requested figures skipped because an optional extra is not installed."""
+    missing = [
+        FIGURES[f].install_hint for f in config["figures"] if not FIGURES[f].installed
+    ]
+    if missing:
+        bar = "=" * 100
+        print(f"\n{bar}\nskipped: " + "; ".join(missing) + f"\n{bar}")
