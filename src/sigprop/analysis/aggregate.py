@@ -9,8 +9,9 @@ import pandas as pd
 
 from sigprop.analysis import theory
 from sigprop.analysis.paper_values import PAPER_TABLE1
-from sigprop.analysis.stats import ratio_pseudo_values
+from sigprop.analysis.stats import ratio_pseudo_values, t_interval
 from sigprop.params import is_depth_scaled, resolve_alpha
+from sigprop.patterns import attention_pattern
 
 LEVEL = 0.95
 N_BOOT = 1000
@@ -442,3 +443,55 @@ def figS3(raw: pd.DataFrame) -> pd.DataFrame:
         raw = raw[(raw.activation == "relu") & (raw.attention == "softmax")]
     keep = raw[raw.metric.isin(RANK_METRICS)]
     return summarise(keep, ["norm", "alpha", "metric", "layer"], keep_seeds=True)
+
+
+# ---- supplementary Fig S6: any fixed attention matrix (sigprop.patterns), theory sigprop.analysis.theory ----
+
+#: Fig S6's grouping: one curve per attention pattern and residual scale
+FIGS6_KEYS = ["pattern", "alpha", "band", "n_tokens", "n_layers"]
+
+
+def _gram_matrices(grp: pd.DataFrame, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seed-level Gram matrices (seeds, layers, n, n) from the ``gram_i_j`` rows (i <= j), with the seeds and layers."""
+    wide = grp.pivot_table(index=["seed", "layer"], columns="metric", values="value").sort_index()
+    seeds = wide.index.get_level_values("seed").unique().to_numpy()
+    layers = wide.index.get_level_values("layer").unique().to_numpy()
+    gram = np.full((len(seeds), len(layers), n, n), np.nan)
+    for name in wide.columns:
+        i, j = (int(v) for v in name.split("_")[1:])
+        gram[:, :, i, j] = gram[:, :, j, i] = wide[name].to_numpy().reshape(len(seeds), len(layers))
+    if np.isnan(gram).any():
+        raise ValueError("figS6: the raw tables miss Gram entries (gram_i_j) for some seed or layer; rerun the "
+                         "attention_patterns jobs with this code (sigprop.tasks.init_time.fixed_attention)")
+    return gram, seeds, layers
+
+
+def figS6(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per pattern, alpha and layer: the token correlation (cosine of the expected Gram matrix,
+    :func:`sigprop.analysis.theory.gram_correlation`) and |X^l|_F^2, measured (mean over seeds and a 95%
+    t-interval) beside the closed recursion for that attention matrix (``theory``, from the fixed input's Gram
+    matrix). ``seed_values`` / ``seed_dev``: per seed the value (the correlation, a ratio of means: its jackknife
+    pseudo-values, whose mean is the jackknife estimate) and the value minus the theory, for the checks.
+    """
+    rows = []
+    for key, grp in raw.groupby(FIGS6_KEYS, sort=True):
+        group = dict(zip(FIGS6_KEYS, key))
+        n, depth = int(group["n_tokens"]), int(group["n_layers"])
+        a = resolve_alpha(group["alpha"], depth)
+        gram, seeds, layers = _gram_matrices(grp, n)
+        s = len(seeds)
+        expected = theory.gram_expectation(gram[:, 0].mean(0), attention_pattern(group["pattern"], n,
+                                                                                 int(group["band"])), depth, a, a)
+        mean_gram = gram.mean(0)
+        leave_one_out = (s * mean_gram[None] - gram) / (s - 1) if s > 1 else gram
+        pseudo = s * theory.gram_correlation(mean_gram)[None] - (s - 1) * theory.gram_correlation(leave_one_out)
+        values = {"correlation": pseudo, "sq_norm": theory.gram_sq_norm(gram)}
+        th = {"correlation": theory.gram_correlation(expected), "sq_norm": theory.gram_sq_norm(expected)}
+        for metric, v in values.items():
+            for li, layer in enumerate(layers):
+                x = v[:, li]
+                lo, hi = t_interval(x, LEVEL)
+                rows.append({**group, "metric": metric, "layer": int(layer), "mean": float(x.mean()), "ci_low": lo,
+                             "ci_high": hi, "theory": float(th[metric][int(layer)]), "n_seeds": s,
+                             "seeds": seeds.astype(int), "seed_values": x, "seed_dev": x - th[metric][int(layer)]})
+    return pd.DataFrame(rows)

@@ -554,6 +554,47 @@ def figS2(t: pd.DataFrame) -> list[Check]:
     return out
 
 
+#: Fig S6: the fixed patterns compared for "faster or slower rank collapse" (sigprop.patterns)
+FIGS6_PAIR = ("causal", "bidirectional")
+
+
+def figS6(t: pd.DataFrame) -> list[Check]:
+    """Any fixed attention matrix (No-LN, linear; :func:`sigprop.analysis.aggregate.figS6`):
+
+    * the closed recursion holds at every layer >= 1, per pattern, alpha and metric: :func:`_theory_checks` (one
+      Bonferroni family over the figure), undecided where a band is wider than Fig S2's resolution (a
+      correlation +-0.05, a squared norm +-10%);
+    * causal against bidirectional attention at equal alpha: the last layer's correlation, causal minus
+      bidirectional, paired over seeds (the same seed draws the same weights for every pattern); a one-sided
+      paired t-test in the direction the recursion predicts: passed if shown, failed if the opposite is shown,
+      else undecided (:func:`sigprop.analysis.stats.one_sided`).
+    """
+    tested = t[t.layer >= 1]
+    groups = {f"{pattern} alpha={alpha} {metric} per layer": g
+              for (pattern, alpha, metric), g in tested.groupby(["pattern", "alpha", "metric"])}
+    out = _theory_checks("figS6", groups, "closed recursion", resolution=_figS2_resolution,
+                         resolution_text="the figure's resolution (correlation +-0.05, squared norm +-10%)")
+    last = int(t.layer.max())
+    for alpha, g in t[(t.metric == "correlation") & (t.layer == last)].groupby("alpha"):
+        rows = g.set_index("pattern")
+        if not set(FIGS6_PAIR) <= set(rows.index):
+            continue
+        one, other = (rows.loc[k] for k in FIGS6_PAIR)
+        diff = (pd.Series(one.seed_values, index=one.seeds) - pd.Series(other.seed_values, index=other.seeds)).dropna()
+        predicted = float(one.theory - other.theory)
+        side, word = ("less", "slower") if predicted < 0 else ("greater", "faster")
+        status, p, p_against = one_sided(diff.to_numpy(), 0.0, side)
+        out.append(Check(
+            f"figS6 alpha={alpha}: causal attention collapses rank {word} than bidirectional (last-layer correlation, "
+            f"layer {last}, causal minus bidirectional)", "figS6",
+            f"{'<' if side == 'less' else '>'} 0 (recursion: {predicted:+.4g})", float(one["mean"] - other["mean"]),
+            f"measured: mean over seeds of the difference (jackknife pseudo-values of each pattern's correlation, "
+            f"paired by seed); bound: 0, on the side the closed recursion predicts; test: paired one-sided t-test over "
+            f"{len(diff)} seeds, p = {_p(p)} (passed if < {SIGNIFICANCE_LEVEL}; failed if the opposite side is shown, "
+            f"p = {_p(p_against)}; else undecided)", status == PASSED, undecided=status == UNDECIDED))
+    return out
+
+
 #: Fig S3: the rank measures and the direction they move as alpha grows (the cosine rises)
 RANK_DIRECTIONS = {"rel_residual": -1, "stable_rank": -1}
 NORM_LABELS = {"post": "POST-LN", "pre": "PRE-LN", "none": "No-LN"}

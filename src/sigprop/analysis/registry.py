@@ -57,6 +57,7 @@ ENCODER_INIT = Kind("encoder_init", "sigprop.tasks.init_time:encoder_init")
 SIGNAL_PROPAGATION = Kind("signal_propagation", "sigprop.tasks.init_time:signal_propagation")
 ATTENTION_CONCENTRATION = Kind("attention_concentration", "sigprop.tasks.init_time:attention_concentration_vs_dk")
 ATTENTION_JACOBIANS = Kind("attention_jacobians", "sigprop.tasks.init_time:attention_jacobians")
+FIXED_ATTENTION = Kind("fixed_attention", "sigprop.tasks.init_time:fixed_attention")  # Fig S6
 METHOD_INIT = Kind("method_init", "sigprop.tasks.translation.initprobe:run", rule="simulate_method_init")  # Fig S1
 TOY_REVERSAL = Kind("toy_reversal", "sigprop.tasks.toy_reversal:run_toy", rule="train_toy", jobs="seed")  # Fig 5
 TRANSLATION = Kind("translation", "sigprop.tasks.translation.job:train", rule="train_translation", jobs="runs")
@@ -406,6 +407,24 @@ FIGURES: dict[str, FigureSpec] = {
             "whose squared scale sums to O(1) over depth (GPT-2's 0.02/sqrt(2L) on c_proj) keeps the tokens "
             "apart as L grows and an unscaled one lets them align; here tested on the real architectures, with "
             "the library's depth scaling itself checked and the probe cross-checked against the project's model."
+        ),
+    ),
+    "figS6": FigureSpec(
+        "figS6_attention_patterns",
+        {"attention_patterns": FIXED_ATTENTION},
+        "Supplementary: token correlation (cosine of the expected Gram matrix) and squared norm |X^l|^2 per layer "
+        "of a No-LN linear stack whose attention is a fixed matrix: bidirectional uniform (the paper's), causal "
+        "uniform (every token averages its prefix: a decoder's, a GPT's) and banded (every token averages its "
+        "neighbours within the band); alpha = 1 (left) and 1/sqrt(L) (right); markers with 95% intervals: "
+        "simulation; lines: the closed recursion G' = (1 + a^2)(G + a^2 A G A^T).",
+        aggregate="sigprop.analysis.aggregate:figS6",
+        checks="sigprop.analysis.checks:figS6",
+        plot="sigprop.plotting.figS6:plot",
+        claim=(
+            "Not in the paper, whose closed forms assume uniform bidirectional attention: for any fixed "
+            "row-stochastic attention matrix the expected Gram matrix follows a closed linear recursion "
+            "(docs/init-time.md), which the simulation should match at every layer; it says whether causal "
+            "attention collapses the tokens faster or slower than bidirectional attention at equal alpha."
         ),
     ),
 }

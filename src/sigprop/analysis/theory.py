@@ -77,3 +77,37 @@ def correlation_limit_rate(n: int, x_sq: float, c0: float, a1_tilde: float) -> f
     q = np.exp(a1_tilde)
     drho_dq = n * c0 * (n * x_sq - c0) / ((n - 1) * ((q - 1) * c0 + n * x_sq) ** 2)
     return float(-(a1_tilde**2) * q / 2 * drho_dq)
+
+
+# ---- any fixed row-stochastic attention matrix A (Fig S6; docs/init-time.md, "Any fixed attention matrix") ----
+# With S(X) = A X Wv, a linear activation, no LN and fresh independent weights of variance 1/fan-in per layer,
+# the expected Gram matrix G = E[X X^T] (n x n) obeys the closed, linear recursion
+#     G^{l+1} = (1 + a2^2) (G^l + a1^2 A G^l A^T),
+# so G^l = (1 + a2^2)^l sum_k binom(l, k) a1^(2k) A^k G^0 (A^T)^k. Uniform A = 1 1^T / n gives back the
+# closed forms above (A G A^T = C(X) / n^2 1 1^T). The patterns A of Fig S6: :mod:`sigprop.patterns`.
+
+def gram_expectation(g0: ArrayLike, attention: ArrayLike, depth: int, a1: float, a2: float) -> np.ndarray:
+    """E[X^l X^l^T] for l = 0..depth (shape (depth + 1, n, n)) from the input's Gram matrix ``g0`` and a fixed
+    row-stochastic ``attention`` matrix A: G^{l+1} = (1 + a2^2)(G^l + a1^2 A G^l A^T)."""
+    g = np.asarray(g0, dtype=float)
+    a = np.asarray(attention, dtype=float)
+    out = [g]
+    for _ in range(int(depth)):
+        g = (1 + a2**2) * (g + a1**2 * a @ g @ a.T)
+        out.append(g)
+    return np.stack(out)
+
+
+def gram_correlation(gram: ArrayLike) -> np.ndarray:
+    """The paper's token correlation from (expected) Gram matrices (..., n, n): the mean over pairs k != k' of
+    G_kk' / sqrt(G_kk G_k'k') (for equal expected norms, as under uniform attention, the rho^l above)."""
+    g = np.asarray(gram, dtype=float)
+    n = g.shape[-1]
+    diag = np.sqrt(np.diagonal(g, axis1=-2, axis2=-1))
+    cos = g / (diag[..., :, None] * diag[..., None, :])
+    return (cos.sum((-2, -1)) - np.trace(cos, axis1=-2, axis2=-1)) / (n * (n - 1))
+
+
+def gram_sq_norm(gram: ArrayLike) -> np.ndarray:
+    """|X|_F^2 = trace of the Gram matrix (..., n, n)."""
+    return np.trace(np.asarray(gram, dtype=float), axis1=-2, axis2=-1)

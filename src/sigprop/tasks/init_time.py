@@ -12,6 +12,7 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,7 @@ import torch.nn.functional as F
 from sigprop.grid import iter_inner
 from sigprop.model import Encoder, Stack, attention_weights, block_config
 from sigprop.params import input_std
+from sigprop.patterns import attention_pattern
 from sigprop.tasks.measure import (
     attention_concentration,
     attention_jacobian_sq_norms,
@@ -112,6 +114,38 @@ def signal_propagation(p: Params, seeds: list[int]) -> pd.DataFrame:
             offdiag, sq = inner_product_stats(torch.stack([h[0] for h in hidden]))
             rows += _rows(seed, {"offdiag": offdiag, "sq_norm": sq})
     return pd.DataFrame(rows)
+
+
+def fixed_attention(p: Params, seeds: list[int]) -> pd.DataFrame:
+    """Fig S6: the Gram matrix X^l X^l^T per layer of a bare stack (No-LN, linear) whose attention is a fixed
+    row-stochastic matrix A (``pattern``, ``band``: :func:`sigprop.patterns.attention_pattern`), fixed input.
+
+    The stack is the model's (:class:`sigprop.model.Stack`, its init), built with uniform attention; a forward
+    hook replaces each block's attention output by A V (``wo(A x Wv)``: A mixes tokens, so it commutes with the
+    heads' split), so the queries and keys are drawn but not used. The input is fixed as in
+    :func:`signal_propagation`; each seed draws new weights. Metrics ``gram_i_j`` (i <= j): the entries.
+    """
+    dtype = DTYPES[p.get("dtype", "float64")]
+    cfg = block_config({**p, "attention": "uniform"})
+    n = int(p["n_tokens"])
+    a = torch.as_tensor(attention_pattern(str(p["pattern"]), n, int(p.get("band", 1))), dtype=dtype)
+    stack = Stack(cfg).to(dtype)
+    for block in stack.blocks:
+        block.attn.register_forward_hook(lambda mod, args, out: mod.wo(a @ mod.wv(args[0])))
+    x = _fixed_input(p, dtype)
+    iu = torch.triu_indices(n, n)
+    names = [f"gram_{i}_{j}" for i, j in iu.T.tolist()]
+    frames = []
+    with torch.no_grad():
+        for seed in seeds:
+            stack.reset_parameters(torch.Generator().manual_seed(seed))
+            _, hidden = stack(x)
+            h = torch.stack([hh[0] for hh in hidden])  # (L+1, n, d)
+            gram = (h @ h.transpose(-1, -2))[:, iu[0], iu[1]].numpy()  # (L+1, n(n+1)/2)
+            layers = len(gram)
+            frames.append(pd.DataFrame({"seed": seed, "layer": np.repeat(np.arange(layers), len(names)),
+                                        "metric": np.tile(names, layers), "value": gram.ravel()}))
+    return pd.concat(frames, ignore_index=True)
 
 
 def attention_concentration_vs_dk(p: Params, seeds: list[int]) -> pd.DataFrame:
