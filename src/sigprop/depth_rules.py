@@ -32,12 +32,12 @@ class Rule:
 #: the rules of ``ModelConfig.residual_rule`` (``none``: the paper's family alone)
 RULES: dict[str, Rule] = {
     "none": Rule("the paper's family", "any", "Noci et al. (2022)"),
-    "gpt2": Rule(r"GPT-2 $1/\sqrt{2L}$", "pre", "Radford et al. (2019), GPT-2, Sec. 2.3"),
-    "depth_mup": Rule(r"depth-$\mu$P $1/\sqrt{L}$", "pre",
+    "gpt2": Rule("GPT-2", "pre", "Radford et al. (2019), GPT-2, Sec. 2.3"),
+    "depth_mup": Rule(r"depth-$\mu$P", "pre",
                       "Yang et al. (2024), Tensor Programs VI; Bordelon et al. (2024)"),
     "deepnorm": Rule("DeepNorm", "post", "Wang et al. (2022), DeepNet, Fig. 2 (encoder-only)"),
     "layerscale": Rule("LayerScale", "pre", "Touvron et al. (2021), CaiT, Sec. 2"),
-    "zero_branch": Rule("zero branch (SkipInit/ReZero)", "none",
+    "zero_branch": Rule("zero branch", "none",
                         "De & Smith (2020); Bachlechner et al. (2021); Zhang et al. (2019)"),
     "shaped": Rule("shaped attention", "none", "Noci et al. (2023), the shaped Transformer, Sec. 3"),
 }
@@ -119,3 +119,26 @@ def regime(rule: str, norm: str, alpha: float | str, depths: list[int]) -> str:
     """``bounded`` if sum alpha_eff^2 stays O(1) over ``depths`` (at most 2, i.e. never grows past the value of
     the paper's alpha = 1/sqrt(L), 1, by more than a factor 2 [chosen]), else ``grows``."""
     return "bounded" if max(branch_scale_sq_sum(rule, norm, alpha, L) for L in depths) <= 2.0 else "grows"
+
+
+NORM_NAMES = {"post": "POST-LN", "pre": "PRE-LN", "none": "No-LN"}
+#: how the reference alpha of each rule is written in Fig S5's legend
+REFERENCE_TEXT = {
+    "gpt2": r"$\alpha=1/\sqrt{2L}$",
+    "depth_mup": r"$\alpha=1/\sqrt{L}$",
+    "deepnorm": r"$\alpha=(8L)^{-1/2}(2L)^{-1/4}$",
+    "layerscale": r"$\alpha=\epsilon(L)$",
+    "zero_branch": r"$\alpha=0$",
+}
+
+
+def arm_label(rule: str, norm: str, alpha: str) -> str:
+    """Fig S5's name of one build: the rule (or the paper's norm and alpha), its norm, what it equals at init."""
+    norm_name = NORM_NAMES.get(norm, norm)
+    if rule == "none":
+        alpha_text = {"1": r"$\alpha=1$", "1/sqrt(L)": r"$\alpha=1/\sqrt{L}$"}.get(str(alpha), rf"$\alpha={alpha}$")
+        return f"{norm_name} {alpha_text}"
+    if rule == "shaped":
+        return f"{RULES[rule].label} ({norm_name}, " + {"1/sqrt(L)": r"$\alpha=1/\sqrt{L}$"}.get(
+            str(alpha), rf"$\alpha={alpha}$") + ")"
+    return f"{RULES[rule].label} ({norm_name}) = {REFERENCE_TEXT[rule]}"

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from sigprop import depth_rules
 from sigprop.analysis import theory
 from sigprop.analysis.paper_values import PAPER_TABLE1
 from sigprop.analysis.stats import ratio_pseudo_values, t_interval
@@ -495,3 +496,62 @@ def figS6(raw: pd.DataFrame) -> pd.DataFrame:
                              "ci_high": hi, "theory": float(th[metric][int(layer)]), "n_seeds": s,
                              "seeds": seeds.astype(int), "seed_values": x, "seed_dev": x - th[metric][int(layer)]})
     return pd.DataFrame(rows)
+
+
+#: Fig S5's builds: one per (residual_rule, norm, alpha)
+RULE_KEYS = ["residual_rule", "norm", "alpha"]
+#: Fig S5's measures per seed, from the raw residual_rules tables
+RULE_METRICS = ("cosine_last", "qk_v_first", "qk_v_last", "grad_in_out")
+
+
+def figS5(raw: pd.DataFrame) -> pd.DataFrame:
+    """Per build (residual_rule, norm, alpha) and depth L, over seeds (mean, 95% CI, seed-level values):
+
+    * ``cosine_last``: the token cosine at the last layer l = L;
+    * ``qk_v_first``, ``qk_v_last``: (|grad Wq| + |grad Wk|) / (2 |grad Wv|) at block 1 and block L (NaN where
+      no attention weight gets a gradient, as with a zero branch);
+    * ``grad_in_out``: |dloss/dX^0|_F / |dloss/dX^L|_F;
+
+    and one ``equiv_dev`` row per build and depth (max relative deviation of the hidden states from the build of
+    the paper's alpha it reduces to, :func:`sigprop.tasks.init_time.residual_rules`; no interval). Columns
+    ``label`` (the legend's name), ``regime`` (``bounded`` or ``grows``: whether sum over depth of the effective
+    branch scale squared stays O(1) over the figure's depths, :func:`sigprop.depth_rules.regime`) and
+    ``reference`` (the alpha of that build, NaN for none).
+    """
+    raw = raw.copy()
+    raw["alpha"] = raw["alpha"].astype(str)
+    keys = [*RULE_KEYS, "n_layers"]
+    wide = raw.pivot_table(index=[*keys, "seed", "layer"], columns="metric", values="value").reset_index()
+    rows = []
+    for key, g in wide.groupby(keys, sort=True):
+        depth = int(key[-1])
+        by_layer = g.set_index(["layer", "seed"])
+        last, first = by_layer.loc[depth].sort_index(), by_layer.loc[1].sort_index()
+        seeds = last.index.to_numpy(dtype=int)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            per_seed = {
+                "cosine_last": last.cosine.to_numpy(float),
+                "qk_v_first": ((first.grad_wq + first.grad_wk) / (2 * first.grad_wv)).to_numpy(float),
+                "qk_v_last": ((last.grad_wq + last.grad_wk) / (2 * last.grad_wv)).to_numpy(float),
+                "grad_in_out": (last.grad_input / last.grad_output).to_numpy(float),
+            }
+        for metric, values in per_seed.items():
+            finite = values[np.isfinite(values)]
+            m, lo, hi = mean_ci(finite) if len(finite) else (np.nan, np.nan, np.nan)
+            rows.append({**dict(zip(keys, key)), "metric": metric, "mean": m, "ci_low": lo, "ci_high": hi,
+                         "n_seeds": len(finite), "seeds": seeds, "seed_values": values})
+        if "equiv_dev" in last and last.equiv_dev.notna().any():
+            dev = float(last.equiv_dev.max())
+            rows.append({**dict(zip(keys, key)), "metric": "equiv_dev", "mean": dev, "ci_low": np.nan,
+                         "ci_high": np.nan, "n_seeds": int(last.equiv_dev.notna().sum()), "seeds": seeds,
+                         "seed_values": last.equiv_dev.to_numpy(float)})
+    t = pd.DataFrame(rows).rename(columns={"n_layers": "depth"})
+    depths = sorted(int(d) for d in t.depth.unique())
+    builds = t[RULE_KEYS].drop_duplicates()
+    info = {tuple(b): (depth_rules.arm_label(*b), depth_rules.regime(*b, depths)) for b in builds.itertuples(False)}
+    t["label"] = [info[k][0] for k in zip(*(t[c] for c in RULE_KEYS))]
+    t["regime"] = [info[k][1] for k in zip(*(t[c] for c in RULE_KEYS))]
+    refs = [depth_rules.reference(r, n, a, int(d)) if r != "none" else None
+            for r, n, a, d in zip(t.residual_rule, t.norm, t.alpha, t.depth)]
+    t["reference"] = np.array([np.nan if v is None else v for v in refs], dtype=float)
+    return t.reset_index(drop=True)

@@ -645,6 +645,94 @@ def figS3(t: pd.DataFrame) -> list[Check]:
     return out
 
 
+#: Fig S5, the equivalence checks: a rule that is the paper's alpha at init gives the hidden states of that build
+#: to a relative 1e-4 [chosen]: float32 rounding is ~1e-7 per operation, and LayerNorm's eps = 1e-5 makes
+#: LN(a y) differ from LN(y) by a relative ~eps/2 (DeepNorm's skip multiplier a); a wrong multiplier is off by O(1)
+FIGS5_EQUIV_TOL = 1e-4
+#: Fig S5: "collapsed" is Fig S1's threshold; "levelled off": the last-layer cosine rises by less than the
+#: figure's resolution of a cosine (0.05, Fig S2's) over the last step of the depth grid (a doubling) [chosen]
+FIGS5_COLLAPSED = FIGS1_COLLAPSED
+FIGS5_LEVEL_OFF = 0.05
+
+
+def _figS5_cosines(g: pd.DataFrame) -> dict[int, pd.Series]:
+    rows = g[g.metric == "cosine_last"]
+    return {int(r.depth): pd.Series(np.asarray(r.seed_values, float), index=np.asarray(r.seeds, int))
+            for r in rows.itertuples()}
+
+
+def _stays_bounded(cos: dict[int, pd.Series], depths: list[int]) -> tuple[str, float, list[str]]:
+    """Below FIGS5_COLLAPSED at every depth (one-sided t-tests, intersection-union) and a rise of less than
+    FIGS5_LEVEL_OFF over the last step of the depth grid (paired one-sided t-test); failed if either opposite is
+    shown (each at SIGNIFICANCE_LEVEL / 2: a union of two tests), passed if all pass, else undecided."""
+    parts, statuses_, ps, against = [], [], [], []
+    for d in depths:
+        st, p, pa = one_sided(cos[d].to_numpy(), FIGS5_COLLAPSED, "less")
+        statuses_.append(st)
+        ps.append(p)
+        against.append(pa)
+    parts.append(f"below {FIGS5_COLLAPSED} at every depth: largest p = {_p(max(ps))}")
+    deep, shallow = _paired(cos[depths[-1]], cos[depths[-2]])
+    st, p, pa = one_sided(deep - shallow, FIGS5_LEVEL_OFF, "less")
+    parts.append(f"rise {depths[-2]}->{depths[-1]} = {float(np.mean(deep - shallow)):+.3f} < {FIGS5_LEVEL_OFF}: "
+                 f"p = {_p(p)}")
+    ps.append(p)
+    against.append(pa)
+    if min(against) < SIGNIFICANCE_LEVEL / 2:
+        return FAILED, float(max(ps)), parts
+    return (PASSED if max(ps) < SIGNIFICANCE_LEVEL else UNDECIDED), float(max(ps)), parts
+
+
+def figS5(t: pd.DataFrame) -> list[Check]:
+    """Fig S5, per build:
+
+    * equivalence (rules that are the paper's alpha at init): max over depths of the relative deviation of the
+      hidden states from that build's, at most FIGS5_EQUIV_TOL (deterministic: no test);
+    * the paper's prediction for the last-layer cosine, seeds paired across depths: where sum alpha_eff^2 stays
+      O(1) (``regime`` bounded) it stays below FIGS5_COLLAPSED and levels off (:func:`_stays_bounded`); where it
+      grows with L the cosine rises with depth until collapsed (:func:`_rises_until_collapsed`, Fig S1's test).
+    """
+    out = []
+    depths = sorted(int(d) for d in t.depth.unique())
+    for _, g in t.groupby(["residual_rule", "norm", "alpha"], sort=False):
+        label = _plain(str(g.label.iloc[0]))
+        eq = g[g.metric == "equiv_dev"]
+        if len(eq):
+            dev = float(eq["mean"].max())
+            out.append(Check(f"figS5 {label}: hidden states equal the build of the paper's alpha it reduces to "
+                             f"(max relative deviation over layers, depths {'/'.join(map(str, depths))})", "figS5",
+                             f"<= {FIGS5_EQUIV_TOL:g}", dev,
+                             f"measured: max over depths and layers of |X_rule - X_ref|_F / |X_ref|_F, the two builds "
+                             f"from the same seed on the same input (float32); bound {FIGS5_EQUIV_TOL:g} (rounding "
+                             "and LayerNorm's eps)", bool(dev <= FIGS5_EQUIV_TOL)))
+        if len(depths) < 2:
+            continue
+        cos = _figS5_cosines(g)
+        regime = str(g.regime.iloc[0])
+        means = ", ".join(f"{cos[d].mean():.3f}" for d in depths)
+        if regime == "bounded":
+            status, p, parts = _stays_bounded(cos, depths)
+            claim = f"last-layer cosine stays bounded (below {FIGS5_COLLAPSED}, levelling off)"
+            test = (f"one-sided t-tests over {len(cos[depths[-1]])} seeds; passed if all pass (intersection-union), "
+                    f"failed if an opposite is shown at {SIGNIFICANCE_LEVEL / 2:g}: ")
+        else:
+            status, p, parts = _rises_until_collapsed(cos, depths)
+            claim = f"last-layer cosine rises with depth until collapsed (> {FIGS5_COLLAPSED})"
+            test = f"paired one-sided t-tests per adjacent depth pair over {len(cos[depths[0]])} seeds: "
+        out.append(Check(f"figS5 {label} (sum alpha^2 {'O(1)' if regime == 'bounded' else 'grows with L'}): {claim} "
+                         f"(L = {'/'.join(map(str, depths))}: {means})", "figS5", f"p < {SIGNIFICANCE_LEVEL}", p,
+                         test + "; ".join(parts), status == PASSED, undecided=status == UNDECIDED))
+    return out
+
+
+def _plain(label: str) -> str:
+    """A legend label without its TeX: '$\\alpha=1/\\sqrt{L}$' -> 'alpha=1/sqrt(L)'."""
+    for tex, text in ((r"\sqrt{2L}", "sqrt(2L)"), (r"\sqrt{L}", "sqrt(L)"), (r"\alpha", "alpha"), (r"\mu", "mu"),
+                      (r"\epsilon", "eps"), ("$", ""), ("{", ""), ("}", "")):
+        label = label.replace(tex, text)
+    return label
+
+
 def fig03(t: pd.DataFrame) -> list[Check]:
     """POST-LN encoder at init (Fig 3): :func:`_encoder_checks`."""
     return _encoder_checks(t, "fig03", "post")

@@ -58,6 +58,7 @@ SIGNAL_PROPAGATION = Kind("signal_propagation", "sigprop.tasks.init_time:signal_
 ATTENTION_CONCENTRATION = Kind("attention_concentration", "sigprop.tasks.init_time:attention_concentration_vs_dk")
 ATTENTION_JACOBIANS = Kind("attention_jacobians", "sigprop.tasks.init_time:attention_jacobians")
 FIXED_ATTENTION = Kind("fixed_attention", "sigprop.tasks.init_time:fixed_attention")  # Fig S6
+RESIDUAL_RULES = Kind("residual_rules", "sigprop.tasks.init_time:residual_rules")  # Fig S5
 METHOD_INIT = Kind("method_init", "sigprop.tasks.translation.initprobe:run", rule="simulate_method_init")  # Fig S1
 TOY_REVERSAL = Kind("toy_reversal", "sigprop.tasks.toy_reversal:run_toy", rule="train_toy", jobs="seed")  # Fig 5
 TRANSLATION = Kind("translation", "sigprop.tasks.translation.job:train", rule="train_translation", jobs="runs")
@@ -388,6 +389,25 @@ FIGURES: dict[str, FigureSpec] = {
             "Not in the paper, which measures collapse by the token angle only: if the alignment is rank "
             "collapse, the distance from rank one (relative residual) and the stable rank fall with alpha where "
             "the cosine rises."
+        ),
+    ),
+    "figS5": FigureSpec(
+        "figS5_residual_rules",
+        {"residual_rules": RESIDUAL_RULES},
+        "Supplementary: published residual and init rules at initialisation against the depth L (ReLU, softmax "
+        "encoder, seeds paired): last-layer token cosine, the query/key-to-value gradient ratio at the first and "
+        "last block and the input-to-output gradient norm ratio, beside POST-LN and PRE-LN (alpha = 1) and the "
+        "paper's POST-LN with alpha = 1/sqrt(L). GPT-2's 1/sqrt(2L), depth-muP's 1/sqrt(L), DeepNorm, LayerScale "
+        "and a zero branch equal at init the paper's block with the alpha the legend names (checked); shaped "
+        "attention (Noci et al., 2023) is outside the family.",
+        aggregate="sigprop.analysis.aggregate:figS5",
+        checks="sigprop.analysis.checks:figS5",
+        plot="sigprop.plotting.figS5:plot",
+        claim=(
+            "Not in the paper, which measures its own block with alpha = 1 or 1/sqrt(L): its theory predicts that "
+            "a rule keeps the last-layer cosine bounded as L grows when the squared branch scale summed over depth "
+            "stays O(1) (GPT-2, depth-muP, DeepNorm, LayerScale, a zero branch, the paper's 1/sqrt(L)), and that "
+            "the tokens align with depth when it grows with L (POST-LN and PRE-LN with alpha = 1)."
         ),
     ),
     "figS7": FigureSpec(

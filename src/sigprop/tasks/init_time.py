@@ -17,8 +17,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from sigprop.depth_rules import reference as rule_reference
 from sigprop.grid import iter_inner
-from sigprop.model import Encoder, Stack, attention_weights, block_config
+from sigprop.model import Encoder, ModelConfig, Stack, attention_weights, block_config
 from sigprop.params import input_std
 from sigprop.patterns import attention_pattern
 from sigprop.tasks.measure import (
@@ -87,6 +88,66 @@ def encoder_init(p: Params, seeds: list[int]) -> pd.DataFrame:
         rows += _rows(seed, {f"grad_{k}": v for k, v in g_norms.items()}, first_layer=1)
         rows += _rows(seed, {"logit_std": [float(logits.detach().std())]}, first_layer=cfg.n_layers)
     return pd.DataFrame(rows)
+
+
+def residual_rules(p: Params, seeds: list[int]) -> pd.DataFrame:
+    """Fig S5: one build of a residual/init rule (``residual_rule``, ``norm``, ``alpha``) at one depth L at init.
+
+    Per seed (paired: the seed draws the tokens, the targets and the read-out first, then the weights, so every
+    rule and every depth sees the same tokens for the same seed): the token cosine per layer, the Frobenius norms
+    of the gradients of the self-attention Wq, Wk, Wv per block, and the gradient norms of the loss (as
+    :func:`encoder_init`: cross-entropy of a separate N(0, 1/d) read-out against random targets) with respect
+    to the stack's input X^0 (``grad_input``) and output X^L (``grad_output``, before PRE-LN's final LN).
+
+    Where the rule is the paper's residual scaling at init (:func:`sigprop.depth_rules.reference`), the
+    reference build (``residual_rule: none``, alpha1 = alpha2 = that alpha, the same norm) is drawn from the same
+    generator state and run on the same input, for the first seed of the job: ``equiv_dev`` (at layer L) is
+    max over layers l of |X^l_rule - X^l_ref|_F / |X^l_ref|_F.
+    """
+    p = {**ENCODER_INIT_DEFAULTS, **p, "readout": "head"}
+    cfg = block_config(p)
+    dtype = DTYPES[p.get("dtype", "float32")]
+    vocab, n, d = int(p["vocab"]), int(p["n_tokens"]), cfg.d_model
+    model = Encoder(cfg, vocab=vocab, emb_std=1.0, max_len=n).to(dtype)
+    ref_alpha = rule_reference(cfg.residual_rule, cfg.norm, p.get("alpha", 1.0), cfg.n_layers)
+    rows: list[dict] = []
+    for seed in seeds:
+        g = torch.Generator().manual_seed(seed)
+        tokens = torch.randint(0, vocab, (1, n), generator=g)
+        targets = torch.randint(0, vocab, (1, n), generator=g)
+        head = torch.randn(vocab, d, generator=g, dtype=dtype) / math.sqrt(d)
+        weights_state = g.get_state()
+        model.reset_parameters(g)
+        model.zero_grad(set_to_none=True)
+        x0 = (model.embed(tokens) + model.pos[:n].to(dtype)).detach().requires_grad_()
+        out, hidden = model.stack(x0)
+        hidden[-1].retain_grad()
+        F.cross_entropy(out[0] @ head.T, targets[0]).backward()
+        h = torch.stack([x[0].detach() for x in hidden])  # (L+1, n, d)
+        rows += _rows(seed, {"cosine": token_cosine(h)})
+        rows += _rows(seed, {f"grad_{k}": v for k, v in grad_norms(model.stack.blocks).items()}, first_layer=1)
+        grads = {"grad_input": [float(x0.grad.norm())], "grad_output": [float(hidden[-1].grad.norm())]}
+        rows += _rows(seed, grads, first_layer=cfg.n_layers)
+        if cfg.residual_rule != "none" and ref_alpha is not None and seed == seeds[0]:
+            ref_cfg = block_config(p, residual_rule="none", alpha1=ref_alpha, alpha2=ref_alpha)
+            rows += _rows(seed, {"equiv_dev": [_max_relative_deviation(ref_cfg, vocab, n, dtype, weights_state, h)]},
+                          first_layer=cfg.n_layers)
+    return pd.DataFrame(rows)
+
+
+def _max_relative_deviation(cfg: ModelConfig, vocab: int, n: int, dtype: torch.dtype, state: torch.Tensor,
+                            hidden: torch.Tensor) -> float:
+    """Build ``cfg`` from the generator state ``state`` (the same weights as the build whose hidden states are
+    ``hidden``, (L+1, n, d)), run it on the same input hidden[0] and return max over layers of
+    |X^l - hidden[l]|_F / |X^l|_F."""
+    g = torch.Generator()
+    g.set_state(state)
+    ref = Encoder(cfg, vocab=vocab, emb_std=1.0, max_len=n).to(dtype)
+    ref.reset_parameters(g)
+    with torch.no_grad():
+        _, ref_hidden = ref.stack(hidden[0][None])
+    r = torch.stack([x[0] for x in ref_hidden])
+    return float(((r - hidden).flatten(1).norm(dim=1) / r.flatten(1).norm(dim=1)).max())
 
 
 def _fixed_input(p: Params, dtype: torch.dtype) -> torch.Tensor:
