@@ -168,3 +168,20 @@ def claim_checks(t: pd.DataFrame) -> list[Check]:
 def checks(t: pd.DataFrame) -> list[Check]:
     """Fig S7's checks (this module's docstring)."""
     return std_checks(t) + xcheck_checks(t) + claim_checks(t)
+
+
+def report_table(t: pd.DataFrame) -> pd.DataFrame:
+    """Fig S7 in numbers (the report): per model, arm and depth, means over seeds of the last layer's token cosine,
+    |grad Wq| / |grad Wv| at the first and the last block, and the output-weight std over 0.02/sqrt(2L)."""
+    t = t[t.arm != "twin"]
+    rows = []
+    for (model, arm, n_layers), g in t.groupby(KEYS, sort=False):
+        def at(metric: str, layer: int, g: pd.DataFrame = g) -> float:
+            r = g[(g.metric == metric) & (g.layer == layer)]
+            return float(r["mean"].iloc[0]) if len(r) else np.nan
+
+        std = g[g.metric == "out_std_rel"]["mean"]
+        rows.append({"model": MODEL_LABELS.get(model, model), "arm": ARM_LABELS.get(arm, arm), "L": int(n_layers),
+                     "cosine at L": at("cosine", n_layers), "|gQ|/|gV| block 1": at("qv_ratio", 1),
+                     "|gQ|/|gV| block L": at("qv_ratio", n_layers), "out std / (0.02/sqrt(2L))": float(std.mean())})
+    return pd.DataFrame(rows).round(4)
