@@ -111,3 +111,21 @@ def test_checks_csv_has_status_and_the_backward_compatible_pass_column():
     und = df[df.status == "undecided"]
     assert len(und) and not und["pass"].any()
     assert (df["pass"] == (df.status == "passed"))[df.applicable].all()
+
+
+def _fig10_table(factor: float, n_seeds: int, spread: float = 0.2) -> pd.DataFrame:
+    """Fig 10's softmax panel at input std 1/sqrt(d), alpha 0.5: |X^l|^2 with mean ``factor`` x the theory."""
+    rng = np.random.default_rng(5)
+    rows = []
+    for layer in range(1, 6):
+        th = 10.0 * 1.2**layer
+        x = factor * th * np.exp(spread * rng.standard_normal(n_seeds) - spread**2 / 2)
+        rows.append(pd.DataFrame({"seed": range(n_seeds), "layer": layer, "sq_norm": x, "theory_mean": th,
+                                  "attention": "softmax", "input_std": "1/sqrt(d)", "alpha": "0.5", "n_layers": 5}))
+    return pd.concat(rows, ignore_index=True)
+
+
+def test_fig10_equivalence_passes_fails_and_is_undecided_with_too_few_seeds():
+    assert checks.fig10(_fig10_table(1.0, 400))[0].status == "passed"
+    assert checks.fig10(_fig10_table(1.5, 400))[0].status == "failed"  # 50% off at every depth
+    assert checks.fig10(_fig10_table(1.0, 4))[0].status == "undecided"  # right, but 4 seeds cannot show 10%
