@@ -7,7 +7,7 @@ Every workflow rule runs one of these commands (sigprop COMMAND --help for its a
   Fig S1             simulate-method-init
   Fig S7             simulate-probe; probe (real architectures at init, a printed table; needs ".[models]")
   IWSLT'14 data      data-status, data-prepare, data-binarize, data-locate
-  translation        train-translation, evaluate-translation, table1, table2
+  translation        train-translation, select-lr, evaluate-translation, table1, table2
   configs            check-config FILE (YAML syntax, naming the line, and the schema)
 """
 
@@ -249,12 +249,25 @@ def data_locate(args: argparse.Namespace) -> None:
 
 def train_translation(args: argparse.Namespace) -> None:
     """One translation training run (no evaluation: that is ``evaluate-translation``, a rule of its own)."""
-    from sigprop.tasks.translation.job import train
+    from sigprop.tasks.translation.job import train, train_prefix
 
     _log_info()
     _torch_threads()
-    summary = train(json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None)
+    if args.lr_point is not None:
+        summary = train_prefix(json.loads(args.spec), args.data, args.out_dir, args.lr_point)
+    else:
+        summary = train(json.loads(args.spec), args.data, args.out_dir, progress=True if args.progress else None,
+                        selection_file=args.selection)
     print(json.dumps(summary, indent=2, default=str))
+
+
+def select_lr(args: argparse.Namespace) -> None:
+    """The lr selection of one method from its grid points' prefix runs (one edge extension trained if needed)."""
+    from sigprop.tasks.translation.selection import select
+
+    _log_info()
+    _torch_threads()
+    print(json.dumps(select(json.loads(args.spec), args.points, args.data, args.out), indent=2, default=str))
 
 
 def evaluate_translation(args: argparse.Namespace) -> None:
@@ -433,7 +446,16 @@ def add_translation_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="binarised dataset directory")
     p.add_argument("--out-dir", required=True)
     p.add_argument("--progress", action="store_true", help="tqdm bar even when stderr is not a terminal")
+    p.add_argument("--selection", default=None, help="selection.json of the method (an optimiser with an lr grid)")
+    p.add_argument("--lr-point", type=float, default=None,
+                   help="train one lr grid point of seed 0 up to the selection update (prefix.json, last.pt)")
     p.set_defaults(func=train_translation)
+    p = sub.add_parser("select-lr", help="select a method's lr from its grid points (successive halving)")
+    p.add_argument("--spec", required=True, help="JSON run spec of the method's seed 0 at the selection depth")
+    p.add_argument("--data", required=True, help="binarised dataset directory")
+    p.add_argument("--out", required=True, help="selection.json to write")
+    p.add_argument("points", nargs="+", help="the grid points' prefix.json")
+    p.set_defaults(func=select_lr)
     p = sub.add_parser("evaluate-translation", help="beam search + BLEU of a trained run's best checkpoint")
     p.add_argument("--spec", required=True, help="JSON run spec with its evaluation section")
     p.add_argument("--data", required=True, help="binarised dataset directory")
@@ -457,7 +479,7 @@ def unreadable_message(args: argparse.Namespace, err: UnreadableTable) -> str:
     out = Path(args.tables[0] if args.command == "plot" else getattr(args, "out", None) or args.aggregated).stem
     target = f" {out}" if out.startswith("fig") else ""  # the figure's named target (`snakemake fig07`)
     return (
-        f"sigprop {args.command}: {err}.\nThe file is corrupt or incomplete; this job's previous outputs are kept."
+        f"sigprop {args.command}: {err}.\nThe file is corrupt or incomplete; this job made no output (the next run tries again)."
         f" Remove it and rebuild it (with every table and figure made from it):\n"
         f"  rm '{err.path}' && snakemake --cores 1{target}\n(add the --configfile of this run, if it had one)"
     )

@@ -37,11 +37,13 @@ ENTRY_POINTS: dict[str, tuple[str, ...]] = {
     "checks": ("sigprop.__main__", "sigprop.cli:run_checks"),
     "report": ("workflow/notebooks/report.ipynb",),
     "simulate_method_init": ("sigprop.__main__", "sigprop.cli:simulate_method_init"),  # Fig S1 (supplementary.smk)
-    "iwslt_status": ("sigprop.__main__", "sigprop.cli:data_status"),
     "simulate_probe": ("sigprop.__main__", "sigprop.cli:simulate_probe"),  # Fig S7 (probe.smk)
+    "iwslt_status": ("sigprop.__main__", "sigprop.cli:data_status"),
     "prepare_iwslt": ("sigprop.__main__", "sigprop.cli:data_prepare"),
     "binarize_iwslt": ("sigprop.__main__", "sigprop.cli:data_binarize"),
     "train_translation": ("sigprop.__main__", "sigprop.cli:train_translation"),
+    "train_lr_point": ("sigprop.__main__", "sigprop.cli:train_translation"),  # an lr grid point's prefix
+    "select_lr": ("sigprop.__main__", "sigprop.cli:select_lr"),  # trains an edge extension: training's code
     # search and BLEU: not in training's walk
     "evaluate_translation": ("sigprop.__main__", "sigprop.cli:evaluate_translation"),
     "table1": ("sigprop.__main__", "sigprop.cli:table1"),

@@ -6,7 +6,7 @@ rule aggregate:
     input:
         code=code_inputs("aggregate"),
         functions=aggregate_code,  # the module of its aggregate function (registry)
-        raw=lambda wc: raw_files(wc.figure),
+        raw=figure_raw_files,
     output:
         # update(): Snakemake keeps the previous table until the job succeeds (restored if it fails)
         update("results/aggregated/{figure}.parquet"),
@@ -14,8 +14,6 @@ rule aggregate:
         "results/logs/aggregate/{figure}.log",
     benchmark:
         "results/benchmarks/aggregate/{figure}.tsv"
-    wildcard_constraints:
-        figure="|".join(FIGURES),
     conda:
         "../../envs/sigprop.yaml"
     params:

@@ -18,6 +18,8 @@ rule checks:
         update("results/checks.csv"),  # kept until the job succeeds (as aggregate.smk)
     log:
         "results/logs/checks.log",
+    benchmark:
+        "results/benchmarks/checks.tsv"
     conda:
         "../../envs/sigprop.yaml"
     shell:

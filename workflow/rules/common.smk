@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sigprop.codehash import code_files
 from sigprop.config import ConfigError, workflow_config
+from sigprop.data.iwslt.corpus import DATASETS
 from sigprop.jobs import experiment_jobs
 from sigprop.analysis.registry import (
     EXPERIMENT_KINDS,
@@ -52,6 +53,23 @@ JOBS = {
 STEMS = {spec.stem: key for key, spec in FIGURES.items()}
 
 
+# Every wildcard's pattern, for every rule (a rule declared after this directive matches only these).
+wildcard_constraints:
+    figure="|".join(FIGURES),
+    stem="|".join(STEMS),
+    target=r"fig[0-9]+",
+    dataset="|".join(DATASETS),
+    seeds=r"\d+-\d+",
+    seed=r"\d+",
+    layers=r"\d+",
+    lr=r"[0-9.e+-]+",
+
+
+def retry_mem_mb(wildcards, attempt):
+    """Memory of a simulation job: 4000 MB, times the attempt (a job rerun with --retries gets more)."""
+    return 4000 * attempt
+
+
 def seed_files(experiment):
     """One raw table per seed of an experiment trained by its own rule (registry.TRAINING_EXPERIMENTS)."""
     seeds = range(int(config["experiments"][experiment]["seeds"]))
@@ -72,6 +90,11 @@ def figure_files(figure):
     """The PDF and PNG of a figure."""
     stem = figure_spec(figure).stem
     return [f"figures/{stem}.pdf", f"figures/{stem}.png"]
+
+
+def target_figure_files(wildcards):
+    """The figure a target such as `fig7` names (an unknown one stops with the list of figures)."""
+    return figure_files(wildcards.target)
 
 
 def job_spec(wildcards):

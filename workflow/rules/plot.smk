@@ -12,8 +12,6 @@ rule plot:
         "results/logs/plot/{stem}.log",
     benchmark:
         "results/benchmarks/plot/{stem}.tsv"
-    wildcard_constraints:
-        stem="|".join(STEMS),
     conda:
         "../../envs/sigprop.yaml"
     params:
@@ -34,14 +32,12 @@ for _key in FIGURES:
             name:
                 _name
             input:
-                lambda wc, key=_key: figure_closure(key),
+                closure_input(_key),
 
 
 # A target such as `snakemake fig99` that names no figure stops with the list of figures.
 rule unknown_figure:
     input:
-        lambda wc: figure_files(wc.target),
+        target_figure_files,
     output:
         "{target}",
-    wildcard_constraints:
-        target=r"fig[0-9]+",

@@ -20,6 +20,8 @@ rule report:
         html="results/report/report.html",
     log:
         "results/logs/report.log",
+    benchmark:
+        "results/benchmarks/report.tsv"
     conda:
         "../../envs/sigprop.yaml"
     params:

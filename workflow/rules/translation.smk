@@ -11,6 +11,7 @@ rule train_translation:
             "train.pt",
             "valid.pt",
         ),
+        selection=train_selection_input,  # an lr grid: the method's selected lr
     output:
         log=f"{RUN_DIR}/log.parquet",
         summary=f"{RUN_DIR}/train.json",
@@ -19,23 +20,85 @@ rule train_translation:
         "results/logs/translation/{dataset}/{method}/layers~{layers}/seed~{seed}.log",
     benchmark:
         "results/benchmarks/translation/{dataset}/{method}/layers~{layers}/seed~{seed}.tsv"
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
-        layers=r"\d+",
-        seed=r"\d+",
     conda:
         "../../envs/sigprop.yaml"
-    threads: TRANSLATION.get("threads", 1)
+    threads: translation_threads
     resources:
-        gpu=1 if TRANSLATION.get("device") == "cuda" else 0,
-        runtime=TRANSLATION.get("runtime_min", 60),
-        mem_mb=lambda wc, attempt: TRANSLATION.get("mem_mb", 4000) * attempt,
+        gpu=translation_gpu,
+        runtime=translation_runtime,
+        mem_mb=translation_mem_mb,
     params:
         spec=translation_spec,  # without the evaluation section
         out_dir=RUN_DIR,
+        selection=selection_arg,
     shell:
         "OMP_NUM_THREADS={threads} python -m sigprop train-translation --spec {params.spec:q}"
-        " --data results/data/{wildcards.dataset} --out-dir {params.out_dir} > {log} 2>&1"
+        " --data results/data/{wildcards.dataset} --out-dir {params.out_dir} {params.selection}"
+        " > {log} 2>&1"
+
+
+# lr selection (docs/translation.md): seed 0 of each lr grid point up to the selection update, then the rule
+rule train_lr_point:
+    input:
+        code=code_inputs("train_lr_point"),
+        data=multiext(
+            "results/data/{dataset}/",
+            "dict.txt",
+            "train.pt",
+            "valid.pt",
+        ),
+    output:
+        summary=f"{lr_selection.POINT_DIR}/{lr_selection.PREFIX_SUMMARY}",
+        state=f"{lr_selection.POINT_DIR}/{lr_selection.PREFIX_STATE}",
+    log:
+        "results/logs/translation_select/{dataset}/{method}/layers~{layers}/lr~{lr}.log",
+    benchmark:
+        "results/benchmarks/translation_select/{dataset}/{method}/layers~{layers}/lr~{lr}.tsv"
+    conda:
+        "../../envs/sigprop.yaml"
+    threads: translation_threads
+    resources:
+        gpu=translation_gpu,
+        runtime=translation_runtime,
+        mem_mb=translation_mem_mb,
+    params:
+        spec=selection_spec,
+        out_dir=lr_selection.POINT_DIR,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m sigprop train-translation --spec {params.spec:q}"
+        " --data results/data/{wildcards.dataset} --out-dir {params.out_dir}"
+        " --lr-point {wildcards.lr} > {log} 2>&1"
+
+
+rule select_lr:
+    input:
+        code=code_inputs("select_lr"),
+        data=multiext(
+            "results/data/{dataset}/",
+            "dict.txt",
+            "train.pt",
+            "valid.pt",
+        ),
+        points=selection_points,
+    output:
+        json=lr_selection.SELECTION_FILE,
+        table=lr_selection.SELECTION_TABLE,
+    log:
+        "results/logs/translation_select/{dataset}/{method}/layers~{layers}/select.log",
+    benchmark:
+        "results/benchmarks/translation_select/{dataset}/{method}/layers~{layers}/select.tsv"
+    conda:
+        "../../envs/sigprop.yaml"
+    threads: translation_threads
+    resources:
+        gpu=translation_gpu,
+        runtime=translation_runtime,
+        mem_mb=translation_mem_mb,
+    params:
+        spec=selection_spec,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m sigprop select-lr --spec {params.spec:q}"
+        " --data results/data/{wildcards.dataset} --out {output.json} {input.points} > {log} 2>&1"
 
 
 rule evaluate_translation:
@@ -52,20 +115,16 @@ rule evaluate_translation:
         "results/logs/translation/{dataset}/{method}/layers~{layers}/seed~{seed}.eval.log",
     benchmark:
         "results/benchmarks/translation/{dataset}/{method}/layers~{layers}/seed~{seed}.eval.tsv"
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
-        layers=r"\d+",
-        seed=r"\d+",
     conda:
         "../../envs/sigprop.yaml"
-    threads: TRANSLATION.get("threads", 1)
+    threads: translation_threads
     resources:
-        gpu=1 if TRANSLATION.get("device") == "cuda" else 0,
-        runtime=TRANSLATION.get("runtime_min", 60),
-        mem_mb=lambda wc, attempt: TRANSLATION.get("mem_mb", 4000) * attempt,
+        gpu=translation_gpu,
+        runtime=translation_runtime,
+        mem_mb=translation_mem_mb,
     params:
         spec=evaluation_spec,
-        run_dir=lambda wc, input: Path(input.best).parent,
+        run_dir=run_dir_of,
     shell:
         "OMP_NUM_THREADS={threads} python -m sigprop evaluate-translation --spec {params.spec:q}"
         " --data results/data/{wildcards.dataset} --run-dir {params.run_dir} > {log} 2>&1"
@@ -80,6 +139,8 @@ rule table1:
         tables=TABLE1_FILES,
     log:
         "results/logs/tables/table1.log",
+    benchmark:
+        "results/benchmarks/tables/table1.tsv"
     conda:
         "../../envs/sigprop.yaml"
     params:
@@ -96,6 +157,8 @@ rule table2:
         TABLE2_FILES,
     log:
         "results/logs/tables/table2.log",
+    benchmark:
+        "results/benchmarks/tables/table2.tsv"
     conda:
         "../../envs/sigprop.yaml"
     params:

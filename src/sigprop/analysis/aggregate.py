@@ -357,6 +357,10 @@ def table1(raw: pd.DataFrame, paper: dict[str, float] | None = None) -> pd.DataF
     """Table 1: test BLEU per method (mean, 95% CI over non-diverged runs), beside the paper's value."""
     paper = PAPER_TABLE1 if paper is None else paper
     table = fig06(raw)
+    # the lr each method trained at (selected, or the config's) and its validation loss at update 0 (mean over runs)
+    extra = {c: ("lr", "first") if c == "lr" else (c, "mean") for c in ("lr", "valid_loss_init") if c in raw}
+    if extra:
+        table = table.merge(raw.groupby(RUN_KEYS).agg(**extra).reset_index(), on=RUN_KEYS, how="left")
     table["paper_bleu"] = table.method.map(paper)
     table["diff"] = table["mean"] - table.paper_bleu
     order = {m: i for i, m in enumerate(paper)}

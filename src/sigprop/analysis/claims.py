@@ -1,7 +1,7 @@
 """The paper's translation claims as checks, computed at every scale (rows of results/checks.csv).
 
 * Table 1: SGD temperature > SGD res-scale > SGD POST-LN; SGD temperature within ``TABLE1_MARGIN`` BLEU of Adam
-  POST-LN ("keeping up" with Adam);
+  POST-LN ("keeping up" with Adam); both paired by seed, with three outcomes (passed, failed, undecided);
 * Fig 1: at initialisation the encoder output's token cosine rises with depth without residual scaling and is
   lower with 1/sqrt(L) at every depth; deeper unscaled models take longer to lower it during training;
 * Fig 6: Adam POST-LN loses more BLEU from the shallowest to the deepest model than SGD temperature;
@@ -30,7 +30,7 @@ from scipy import stats
 
 from sigprop.analysis.checkrow import Check
 from sigprop.analysis.checkrow import format_p as _p
-from sigprop.analysis.stats import SIGNIFICANCE_LEVEL, paired_pvalue, t_pvalue
+from sigprop.analysis.stats import SIGNIFICANCE_LEVEL, equivalence, one_sided, paired_pvalue, t_pvalue
 
 #: the paper's training data: only there are the claims required
 FULL_DATASET = "iwslt14"
@@ -99,35 +99,68 @@ def _run_scale(t: pd.DataFrame) -> str:
     return f"{blocks} blocks, {runs} run(s) per method{updates}, {int(t.test_sentences.max())} test sentences"
 
 
+def _paired_diffs(a: pd.Series, b: pd.Series) -> np.ndarray:
+    """Per-seed differences a - b over the seeds both have (the same seed: the same data order and init draw)."""
+    common = a.index.intersection(b.index)
+    return (a[common] - b[common]).to_numpy(float)
+
+
+def _order_outcome(diffs: list[np.ndarray]) -> tuple[str, float, float]:
+    """Intersection-union over adjacent pairs, each a paired one-sided t-test with three outcomes: passed if every
+    pair is shown in the claimed order, failed if any pair is shown reversed, else undecided (largest p for the
+    claim, smallest p against it)."""
+    if any(len(d) < 2 for d in diffs):
+        return "undecided", np.nan, np.nan
+    outcomes = [one_sided(d, 0.0, "greater") for d in diffs]
+    p_for = max(o[1] for o in outcomes)
+    p_against = min(o[2] for o in outcomes)
+    status = ("failed" if any(o[0] == "failed" for o in outcomes) else "passed"
+              if all(o[0] == "passed" for o in outcomes) else "undecided")
+    return status, p_for, p_against
+
+
 def table1(t: pd.DataFrame) -> list[Check]:
-    """Table 1's order and SGD temperature against Adam POST-LN, from the aggregated Table 1 (one depth)."""
+    """Table 1's order and SGD temperature against Adam POST-LN, from the aggregated Table 1 (one depth).
+
+    Paired by seed (the same seed draws the same data order for every method): the order is a paired one-sided
+    t-test per adjacent pair (intersection-union); "keeps up with Adam" an equivalence test of the per-seed
+    difference against +-TABLE1_MARGIN. Each has three outcomes (passed, failed, undecided: the seeds cannot
+    decide; fewer than two seeds cannot be tested).
+    """
     tag, full = _tag(str(t.dataset.iloc[0]), _run_scale(t))
     rows = t.set_index("method")
     out = []
     if set(SGD_ORDER) <= set(rows.index):
         bleu = {m: _bleu_by_seed(rows.loc[m]) for m in SGD_ORDER}
         pairs = list(zip(SGD_ORDER[:-1], SGD_ORDER[1:]))
-        p = _iut([_welch_pvalue(bleu[a].to_numpy(), bleu[b].to_numpy(), "greater") for a, b in pairs])
-        gap = min(bleu[a].mean() - bleu[b].mean() for a, b in pairs)
+        diffs = [_paired_diffs(bleu[a], bleu[b]) for a, b in pairs]
+        status, p_for, p_against = _order_outcome(diffs)
+        gap = min(float(np.mean(d)) if len(d) else np.nan for d in diffs)
         means = " > ".join(f"{bleu[m].mean():.2f}" for m in SGD_ORDER)
-        out.append(Check(f"table1 order SGD temperature > SGD res-scale > SGD POST-LN (BLEU {means}; smallest gap)"
-                         f"{tag}", "table1", "> 0", float(gap),
-                         f"one-sided Welch t-tests for each adjacent pair (intersection-union: largest p = {_p(p)}, "
-                         f"pass if < {SIGNIFICANCE_LEVEL}; needs >= 2 runs per method)", _passed(p), full))
+        n = min(len(d) for d in diffs)
+        how = (f"{status}: paired one-sided t-tests over {n} seed(s) for each adjacent pair (intersection-union: "
+               f"largest p for = {_p(p_for)}, smallest p against = {_p(p_against)}; level {SIGNIFICANCE_LEVEL}; "
+               "needs >= 2 runs per method)")
+        out.append(Check(f"table1 order SGD temperature > SGD res-scale > SGD POST-LN (BLEU {means}; smallest "
+                         f"mean paired gap){tag}", "table1", "> 0", gap, how, status == "passed", full,
+                         undecided=status == "undecided"))
     if {FIG06_SGD, FIG06_ADAM} <= set(rows.index):
         sgd, adam = _bleu_by_seed(rows.loc[FIG06_SGD]), _bleu_by_seed(rows.loc[FIG06_ADAM])
-        lo = _welch_pvalue(sgd.to_numpy(), adam.to_numpy(), "greater", -TABLE1_MARGIN)
-        hi = _welch_pvalue(sgd.to_numpy(), adam.to_numpy(), "less", TABLE1_MARGIN)
-        p = _iut([lo, hi])
-        how = (f"equivalence: two one-sided Welch t-tests, p = {_p(p)} (pass if < {SIGNIFICANCE_LEVEL}; "
-               "needs >= 2 runs each)")
+        d = _paired_diffs(sgd, adam)
+        eq = equivalence(d, -TABLE1_MARGIN, TABLE1_MARGIN)
+        status = eq.status if len(d) >= 2 else "undecided"
+        how = f"{status}: paired equivalence test (TOST) of SGD temperature - Adam POST-LN per seed: {eq.describe()}"
+        if len(d) < 2:
+            how += "; needs >= 2 runs each"
         translates = bool(adam.mean() >= ADAM_TRANSLATES_BLEU)
         if not translates:
+            status = "undecided"
             how = f"not testable: Adam POST-LN's mean BLEU {adam.mean():.2f} < {ADAM_TRANSLATES_BLEU:g} (it does not " \
                   f"translate yet); {how}"
-        out.append(Check(f"table1 SGD temperature within {TABLE1_MARGIN:g} BLEU of Adam POST-LN (difference){tag}",
-                         "table1", f"within +-{TABLE1_MARGIN:g}", float(sgd.mean() - adam.mean()), how,
-                         _passed(p) and translates, full))
+        out.append(Check(f"table1 SGD temperature within {TABLE1_MARGIN:g} BLEU of Adam POST-LN (mean paired "
+                         f"difference){tag}", "table1", f"within +-{TABLE1_MARGIN:g}",
+                         float(np.mean(d)) if len(d) else np.nan, how, status == "passed", full,
+                         undecided=status == "undecided"))
     return out
 
 

@@ -410,6 +410,41 @@ FIGURES: dict[str, FigureSpec] = {
             "the tokens align with depth when it grows with L (POST-LN and PRE-LN with alpha = 1)."
         ),
     ),
+    "figS6": FigureSpec(
+        "figS6_attention_patterns",
+        {"attention_patterns": FIXED_ATTENTION},
+        "Supplementary: token correlation (cosine of the expected Gram matrix) and squared norm |X^l|^2 per layer "
+        "of a No-LN linear stack whose attention is a fixed matrix: bidirectional uniform (the paper's), causal "
+        "uniform (every token averages its prefix: a decoder's, a GPT's) and banded (every token averages its "
+        "neighbours within the band); alpha = 1 (left) and 1/sqrt(L) (right); markers with 95% intervals: "
+        "simulation; lines: the closed recursion G' = (1 + a^2)(G + a^2 A G A^T).",
+        aggregate="sigprop.analysis.aggregate:figS6",
+        checks="sigprop.analysis.checks:figS6",
+        plot="sigprop.plotting.figS6:plot",
+        claim=(
+            "Not in the paper, whose closed forms assume uniform bidirectional attention: for any fixed "
+            "row-stochastic attention matrix the expected Gram matrix follows a closed linear recursion "
+            "(docs/init-time.md), which the simulation should match at every layer; it says whether causal "
+            "attention collapses the tokens faster or slower than bidirectional attention at equal alpha."
+        ),
+    ),
+    "figS8": FigureSpec(
+        "figS8_lr_selection",
+        {"translation": TRANSLATION},
+        "Supplementary: the learning-rate selection of Table 1's methods (docs/translation.md): validation loss of "
+        "seed 0 at the selection update (a fixed fraction of the optimiser's updates, Table 1's depth) against the "
+        "lr, one panel per optimiser, one line per method; ringed: the selected lr (it continues to the full "
+        "horizon); hollow: the one point added beyond a grid edge; x: diverged.",
+        aggregate="sigprop.analysis.lr_selection:aggregate",
+        checks="sigprop.analysis.lr_selection:checks",
+        plot="sigprop.plotting.figS8:plot",
+        translation=True,
+        claim=(
+            "Not in the paper, which gives one lr per optimiser (Table 2): every method is tuned by the same rule, "
+            "on the validation loss only, so Table 1 compares methods at equal tuning effort; a selected lr at "
+            "the edge of its grid would mean that method's optimum was not bracketed."
+        ),
+    ),
     "figS7": FigureSpec(
         "figS7_model_probe",
         {"model_probe": MODEL_PROBE},
@@ -427,24 +462,6 @@ FIGURES: dict[str, FigureSpec] = {
             "whose squared scale sums to O(1) over depth (GPT-2's 0.02/sqrt(2L) on c_proj) keeps the tokens "
             "apart as L grows and an unscaled one lets them align; here tested on the real architectures, with "
             "the library's depth scaling itself checked and the probe cross-checked against the project's model."
-        ),
-    ),
-    "figS6": FigureSpec(
-        "figS6_attention_patterns",
-        {"attention_patterns": FIXED_ATTENTION},
-        "Supplementary: token correlation (cosine of the expected Gram matrix) and squared norm |X^l|^2 per layer "
-        "of a No-LN linear stack whose attention is a fixed matrix: bidirectional uniform (the paper's), causal "
-        "uniform (every token averages its prefix: a decoder's, a GPT's) and banded (every token averages its "
-        "neighbours within the band); alpha = 1 (left) and 1/sqrt(L) (right); markers with 95% intervals: "
-        "simulation; lines: the closed recursion G' = (1 + a^2)(G + a^2 A G A^T).",
-        aggregate="sigprop.analysis.aggregate:figS6",
-        checks="sigprop.analysis.checks:figS6",
-        plot="sigprop.plotting.figS6:plot",
-        claim=(
-            "Not in the paper, whose closed forms assume uniform bidirectional attention: for any fixed "
-            "row-stochastic attention matrix the expected Gram matrix follows a closed linear recursion "
-            "(docs/init-time.md), which the simulation should match at every layer; it says whether causal "
-            "attention collapses the tokens faster or slower than bidirectional attention at equal alpha."
         ),
     ),
 }

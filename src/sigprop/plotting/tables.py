@@ -81,7 +81,12 @@ def table2_rows(cfg: Mapping[str, Any]) -> list[dict[str, str]]:
         users = [m["label"] for m in methods.values() if m["optimizer"] == name]
         sec = section.get(name, f"{section[opt['kind']]} ({', '.join(users) or name})")
         sched = opt["schedule"]
-        rows.append((sec, "Learning rate", _fmt_lr(float(opt["lr"]))))
+        lr = opt["lr"]
+        if isinstance(lr, list) and len(lr) > 1:  # a grid: each method's lr is selected (Fig S8)
+            lr_text = "grid {" + ", ".join(_fmt_lr(float(x)) for x in lr) + "}, selected per method (Fig S8)"
+        else:
+            lr_text = _fmt_lr(float(lr[0] if isinstance(lr, list) else lr))
+        rows.append((sec, "Learning rate", lr_text))
         rows.append((sec, "Learning rate scheduler", sched["kind"].replace("_", " ")))
         if sched["kind"] == "inverse_sqrt":
             rows.append((sec, "Warm-up updates", _num(int(sched["warmup_updates"]))))
@@ -188,7 +193,10 @@ def table1_display(t: pd.DataFrame) -> pd.DataFrame:
             "BLEU (ours)": [_ci(r) for r in t.to_dict("records")],
             "runs (diverged)": [f"{int(r.n_runs)} ({int(r.n_diverged)})" for r in t.itertuples()],
             "detok. sacreBLEU": [("-" if math.isnan(x) else f"{x:.2f}") for x in t.sacrebleu_detok],
-            "valid. loss": [("-" if math.isnan(x) else f"{x:.3f}") for x in t.valid_loss],
+            **({"lr": [_fmt_lr(x) for x in t.lr]} if "lr" in t else {}),
+            **({"valid. loss at update 0": [("-" if math.isnan(x) else f"{x:.3f}") for x in t.valid_loss_init]}
+               if "valid_loss_init" in t else {}),
+            "valid. loss (best)": [("-" if math.isnan(x) else f"{x:.3f}") for x in t.valid_loss],
             "BLEU (paper)": [("-" if pd.isna(x) else f"{x:.2f}") for x in t.paper_bleu],
         }
     )

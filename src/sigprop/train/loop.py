@@ -11,6 +11,7 @@ The loop, in the spirit of nanoGPT::
         every log_every: one transfer to the host, check for NaN/inf, log rows, run the hooks
         every eval_every: validate(model) -> score, keep the best checkpoint
         every checkpoint_every: save model, optimizer, step, RNG and data states, log rows so far
+        at stop_at (if set): save that state and return status "stopped" (a rerun with a later stop resumes)
 
 Log rows are tidy dicts ``{"update": t, "metric": name, "value": x, ...}``; hooks may add keys (for
 example ``layer`` and ``matrix``). They are appended to ``log_path`` (JSON lines) as they are made and
@@ -78,6 +79,8 @@ class TrainConfig:
     best_metric: str | None = None  # key of validate's dict that scores a checkpoint
     higher_is_better: bool = True
     fingerprint: str = ""  # identifies the run; a checkpoint with another fingerprint is not resumed
+    eval_at: tuple[int, ...] = ()  # further updates to validate at (e.g. an lr selection's comparison point)
+    stop_at: int | None = None  # stop after this update (< max_updates) with a resumable checkpoint: "stopped"
 
 
 @dataclass
@@ -102,7 +105,7 @@ LogHook = Callable[[LogContext], Iterable[Mapping[str, Any]] | None]
 class TrainResult:
     """The outcome of :meth:`Trainer.fit`."""
 
-    status: Literal["completed", "diverged"]
+    status: Literal["completed", "diverged", "stopped"]
     updates: int  # the last update performed
     rows: list[Row]
     best_score: float | None = None
@@ -445,7 +448,8 @@ class Trainer:
                 if diverged:
                     break
                 bar.set_postfix(loss=f"{metrics['loss']:.4g}", refresh=False)
-            if self.validate is not None and ((cfg.eval_every and t % cfg.eval_every == 0) or last):
+            if self.validate is not None and ((cfg.eval_every and t % cfg.eval_every == 0) or last
+                                              or t in cfg.eval_at):
                 if diverged := self._bad_loss_seen():
                     break
                 self._validate()
@@ -453,6 +457,13 @@ class Trainer:
                 if diverged := self._bad_loss_seen():  # never save parameters that may be NaN
                     break
                 self.save_checkpoint()
+            if cfg.stop_at is not None and t == cfg.stop_at and not last:
+                if diverged := self._bad_loss_seen():
+                    break
+                self.save_checkpoint()  # no closing row: resuming continues the run as if never stopped
+                bar.close()
+                return TrainResult("stopped", self.update, list(self.rows), self.best_score, self.best_update,
+                                   start, time.perf_counter() - tic)
         bar.close()
         if diverged:
             first = int(self._first_bad)

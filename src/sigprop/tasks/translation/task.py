@@ -141,16 +141,20 @@ class TranslationTask:
         return int(self.spec["optimizer"]["updates"])
 
     def lr_schedule(self) -> Schedule:
-        """Learning rate of update t = 1, 2, ... (set by the training loop)."""
-        return methods.lr_schedule(self.spec["optimizer"])
+        """Learning rate of update t = 1, 2, ... (set by the training loop before the update): fairseq's counter,
+        which steps the scheduler after each update, so update t uses the schedule at t - 1 updates done (update
+        1 uses the lr of update 0)."""
+        schedule = methods.lr_schedule(self.spec["optimizer"])
+        return lambda t: schedule(t - 1)
 
     def tau_at(self, update: int) -> float:
         """Inverse temperature at update ``update`` (0 at initialisation)."""
         return methods.tau_at(update, self.spec["method_config"])
 
     def tau_setter(self, model: EncoderDecoder) -> Callable[[int], None]:
-        """A ``before_update`` callback that applies the tau warm-up."""
-        return lambda t: model.set_tau(self.tau_at(t))
+        """A ``before_update`` callback that applies the tau warm-up, counted as the lr (:meth:`lr_schedule`):
+        update t uses tau at t - 1 updates done (update 1: tau at init)."""
+        return lambda t: model.set_tau(self.tau_at(t - 1))
 
     # ---- data -------------------------------------------------------------------------------
 

@@ -1,0 +1,258 @@
+"""The lr selection (sigprop.tasks.translation.selection, docs/translation.md) and fairseq's update counter.
+
+The job tests train a one-block model of width 16 for a few dozen updates on a synthetic copy corpus (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from sigprop.analysis import lr_selection as figS8
+from sigprop.config import load_config
+from sigprop.data.iwslt.binarize import binarize
+from sigprop.data.iwslt.textio import write_lines
+from sigprop.tasks.translation import selection
+from sigprop.tasks.translation.job import fingerprint, train, train_prefix
+from sigprop.tasks.translation.plan import Run, check_config, run_spec
+from sigprop.tasks.translation.task import TranslationTask
+
+WORDS = "the cat sat on a mat and dog ran far away".split()
+RULE = {"fraction": 0.4, "tie_tolerance": 0.0, "ties": "smaller_lr", "extend_edge": True}
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+# ---------------------------------------------------------------- the rule (pure)
+
+
+def test_lowest_loss_wins_inside_the_grid_without_extension():
+    d = selection.decide({0.05: 7.0, 0.1: 6.5, 0.2: 6.9}, RULE)
+    assert d.winner == 0.1 and d.at_edge is None and d.extension is None and d.tied == [0.1]
+
+
+@pytest.mark.parametrize(("ties", "winner"), [("smaller_lr", 0.05), ("larger_lr", 0.1)])
+def test_ties_within_the_tolerance_go_by_the_tie_rule(ties, winner):
+    losses = {0.05: 6.50, 0.1: 6.52, 0.2: 6.9}
+    assert selection.decide(losses, {**RULE, "ties": ties}).winner == 0.05  # 0.02 apart: no tie at tolerance 0
+    d = selection.decide(losses, {**RULE, "ties": ties, "tie_tolerance": 0.05})
+    assert d.tied == [0.05, 0.1] and d.winner == winner
+    exact = selection.decide({0.05: 6.5, 0.1: 6.5, 0.2: 6.9}, {**RULE, "ties": ties})  # tolerance 0: exact ties
+    assert exact.winner == winner
+
+
+def test_an_edge_winner_proposes_one_geometric_step_beyond_once():
+    high = selection.decide({0.05: 7.0, 0.1: 6.8, 0.2: 6.6}, RULE)
+    assert high.at_edge == "high" and high.extension == 0.4
+    low = selection.decide({1e-3: 5.0, 2e-3: 5.5, 4e-3: 6.0}, RULE)
+    assert low.at_edge == "low" and low.extension == 5e-4
+    again = selection.decide({0.05: 7.0, 0.1: 6.8, 0.2: 6.6, 0.4: 6.5}, RULE, extended=True)
+    assert again.winner == 0.4 and again.at_edge == "high" and again.extension is None  # once only
+    assert selection.decide({0.05: 7.0, 0.1: 6.8, 0.2: 6.6}, {**RULE, "extend_edge": False}).extension is None
+
+
+def test_a_diverged_point_never_wins_and_all_diverged_is_an_error():
+    d = selection.decide({0.1: 6.8, 0.2: math.inf, 0.4: math.nan}, RULE)
+    assert d.winner == 0.1 and d.at_edge == "low"  # the grid's edge, diverged points included
+    with pytest.raises(ValueError, match="every grid point diverged"):
+        selection.decide({0.2: math.inf, 0.4: math.nan}, RULE)
+
+
+def test_select_update_and_lr_names_round_trip():
+    assert selection.select_update({"updates": 800}, RULE) == 320
+    assert selection.select_update({"updates": 2000}, RULE) == 800
+    for lr in (1e-3, 2e-3, 4e-3, 0.05, 0.1, 0.2, selection.extension_point([2e-3, 4e-3], "high")):
+        assert float(selection.lr_name(lr)) == lr
+    assert selection.extension_point([2e-3, 4e-3], "high") == 8e-3
+
+
+# ---------------------------------------------------------------- configs
+
+
+def test_a_grid_of_one_is_todays_single_lr(repo_root):
+    config = load_config(repo_root / "config" / "paper.yaml")
+    run = Run("adam_postln", 6, 0)
+    single = run_spec(config, run)
+    config["translation"]["optimizers"]["adam"]["lr"] = [single["optimizer"]["lr"]]
+    one = run_spec(config, run)
+    assert one == single and "selection" not in one  # same spec, so the same fingerprint and the same run
+    assert fingerprint(one, code="c") == fingerprint(single, code="c")
+    assert selection.resolve_spec(one, None) == single
+
+
+def test_a_grid_needs_the_selected_lr_and_lr_from_names_a_method_of_the_same_optimizer(repo_root):
+    config = load_config(repo_root / "config" / "cpu.yaml")
+    spec = run_spec(config, Run("sgd_temperature", 2, 1))
+    assert spec["optimizer"]["lr"] == [0.05, 0.1, 0.2] and spec["selection"] == RULE
+    with pytest.raises(ValueError, match="selected lr"):
+        selection.resolve_spec(spec, None)
+    assert selection.lr_source(config, "adam_postln_scaled") == "adam_postln"
+    assert selection.selected_methods(config, ["adam_postln_scaled", "tfixup"]) == ["adam_postln", "tfixup"]
+    config["methods"]["adam_postln_scaled"]["lr_from"] = "sgd_postln"
+    with pytest.raises(ValueError, match="lr_from = 'sgd_postln'.*same optimizer"):
+        check_config(config)
+
+
+def test_quick_exercises_the_selection_for_one_method(repo_root):
+    config = load_config(repo_root / "config" / "quick.yaml")
+    methods = config["translation"]["table1"]["methods"]
+    assert selection.selected_methods(config, methods) == ["tfixup"]
+    assert "figS8" in config["figures"]
+
+
+# ---------------------------------------------------------------- the jobs
+
+
+@pytest.fixture(scope="module")
+def copy_data(tmp_path_factory) -> Path:
+    """A synthetic 'translate = copy' corpus in the binarised IWSLT format."""
+    d = tmp_path_factory.mktemp("copydata")
+    rng = random.Random(0)
+    for split, n in (("train", 48), ("valid", 6), ("test", 4)):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(n)]
+        write_lines(d / f"{split}.de", lines)
+        write_lines(d / f"{split}.en", lines)
+    binarize(d)
+    return d
+
+
+def grid_spec(lr=(0.05, 0.1), **rule) -> dict:
+    """Seed 0 of a tiny SGD-temperature run whose optimiser has an lr grid (dropout on: RNG state matters)."""
+    return {
+        "config": "test",
+        "dataset": "iwslt14-mini",
+        "method": "sgd_temperature",
+        "layers": 1,
+        "seed": 0,
+        "device": "cpu",
+        "method_config": {"label": "SGD temperature", "optimizer": "sgd", "norm": "none", "alpha": "1/sqrt(L)",
+                          "trainable_alpha": True, "tau": 8.5, "tau_warmup": 4},
+        "optimizer": {"name": "sgd", "kind": "sgd", "lr": list(lr), "momentum": 0.0, "weight_decay": 1e-3,
+                      "updates": 25, "schedule": {"kind": "step", "gamma": 0.1, "milestones": [0.4, 0.8]}},
+        "model": {"d_model": 16, "n_heads": 2, "d_ff": 32, "dropout": 0.1, "attn_dropout": 0.0, "act_dropout": 0.0,
+                  "bias": True, "max_positions": 64},
+        "training": {"max_tokens": 64, "label_smoothing": 0.1, "log_every": 3, "valid_every": 7,
+                     "checkpoint_every": 7, "probe_sentences": 2},
+        "selection": {**RULE, **rule},
+        "evaluation": {"beam": 1, "max_len_a": 1.0, "max_len_b": 5, "batch_sentences": 4},
+    }
+
+
+def _prefixes(spec: dict, data: Path, root: Path) -> list[Path]:
+    paths = []
+    for lr in selection.lr_grid(spec["optimizer"]):
+        out = root / f"lr~{selection.lr_name(lr)}"
+        train_prefix(spec, data, out, lr)
+        paths.append(out / selection.PREFIX_SUMMARY)
+    return paths
+
+
+def test_the_winner_continued_from_its_checkpoint_equals_a_straight_run(copy_data, tmp_path):
+    spec = grid_spec(extend_edge=False)
+    points = _prefixes(spec, copy_data, tmp_path / "select")
+    prefix = json.loads(points[0].read_text())["summary"]
+    assert prefix["select_update"] == 10 and prefix["updates"] == 10 and math.isfinite(prefix["select_valid_loss"])
+    sel = selection.select(spec, points, copy_data, tmp_path / "select" / "selection.json")
+    losses = {p["lr"]: p["valid_loss"] for p in sel["points"]}
+    assert sel["lr"] == min(losses, key=losses.get) and sel["extension"] is None
+    table = pd.read_parquet(tmp_path / "select" / "selection.parquet")
+    assert len(table) == 2 and table.winner.sum() == 1
+
+    continued = train(spec, copy_data, tmp_path / "continued", selection_file=tmp_path / "select" / "selection.json")
+    assert continued["resumed_from"] == 10 and continued["lr"] == sel["lr"]
+    straight_spec = {**spec, "optimizer": {**spec["optimizer"], "lr": [sel["lr"]]}}  # a grid of one: no stop
+    straight_spec["selection"] = spec["selection"]  # the same validations (at the selection update too)
+    straight = train(straight_spec, copy_data, tmp_path / "straight")
+    assert straight["resumed_from"] == 0
+    a, b = (torch.load(tmp_path / d / "checkpoint_best.pt", weights_only=True) for d in ("continued", "straight"))
+    assert a["update"] == b["update"] and a["score"] == b["score"]
+    for name, tensor in a["model"].items():
+        assert torch.equal(tensor, b["model"][name]), name
+    la, lb = (pd.read_parquet(tmp_path / d / "log.parquet") for d in ("continued", "straight"))
+    pd.testing.assert_frame_equal(la, lb)
+    assert (la[(la.metric == "valid_loss")].step.tolist()) == [0, 7, 10, 14, 21, 25]  # init, every 7, select, end
+
+    # seed 1 trains at the selected lr from update 0
+    other = train({**spec, "seed": 1}, copy_data, tmp_path / "seed1", selection_file=tmp_path / "select" /
+                  "selection.json")
+    assert other["resumed_from"] == 0 and other["lr"] == sel["lr"]
+
+
+def test_an_edge_winner_trains_one_extension_and_fig_s8_reads_the_selection(copy_data, tmp_path, monkeypatch):
+    spec = grid_spec(lr=(0.02, 0.04))
+    points = _prefixes(spec, copy_data, tmp_path / "select")
+    sel = selection.select(spec, points, copy_data, tmp_path / "select" / "selection.json")
+    first = min(((p["lr"], p["valid_loss"]) for p in sel["points"] if not p["extension"]), key=lambda x: x[1])[0]
+    assert sel["first_winner"] == first  # two points: the winner is at an edge, so one point beyond is tried
+    assert sel["extension"] == (0.08 if first == 0.04 else 0.01)
+    assert len(sel["points"]) == 3 and sum(p["extension"] for p in sel["points"]) == 1
+    assert (tmp_path / "select" / f"lr~{selection.lr_name(sel['extension'])}" / selection.PREFIX_STATE).exists()
+    assert Path(sel["checkpoint"]).parent.name == f"lr~{selection.lr_name(sel['lr'])}"
+
+    table = figS8.aggregate(pd.read_parquet(tmp_path / "select" / "selection.parquet"))
+    assert table.lr.is_monotonic_increasing and table.winner.sum() == 1
+    [check] = figS8.checks(table)
+    chosen = sel["lr"]
+    assert check.passed == (min(table.lr) < chosen < max(table.lr)) and check.measured == 0.0
+    moved = table.assign(selected_lr=table.lr.max(), winner=table.lr == table.lr.max())
+    assert not figS8.checks(moved)[0].passed  # an edge winner fails the coverage check
+
+
+# ---------------------------------------------------------------- fairseq's update counter
+
+
+class FairseqInverseSqrt:
+    """fairseq's ``InverseSquareRootSchedule`` (fairseq/optim/lr_scheduler/inverse_square_root_schedule.py)."""
+
+    def __init__(self, lr: float, warmup_updates: int, warmup_init_lr: float) -> None:
+        self.lr_step = (lr - warmup_init_lr) / warmup_updates
+        self.decay_factor = lr * warmup_updates**0.5
+        self.warmup_updates, self.warmup_init_lr = warmup_updates, warmup_init_lr
+        self.lr = warmup_init_lr
+
+    def step_update(self, num_updates: int) -> float:
+        if num_updates < self.warmup_updates:
+            self.lr = self.warmup_init_lr + num_updates * self.lr_step
+        else:
+            self.lr = self.decay_factor * num_updates**-0.5
+        return self.lr
+
+
+def fairseq_lrs(sched: FairseqInverseSqrt, n: int) -> list[float]:
+    """The lr each of updates 1..n uses in fairseq's trainer: ``lr_step_update()`` at the start (num_updates
+    0), then ``train_step`` updates with the current lr and calls ``step_update(num_updates)`` after it."""
+    used, num_updates = [], 0
+    sched.step_update(num_updates)
+    for _ in range(n):
+        used.append(sched.lr)  # the optimizer step of this update
+        num_updates += 1
+        sched.step_update(num_updates)
+    return used
+
+
+def test_the_lr_and_tau_of_each_update_follow_fairseqs_counter(copy_data):
+    spec = grid_spec(lr=(0.05,))
+    spec.pop("selection")
+    spec["optimizer"] = {"name": "adam", "kind": "adam", "lr": 5e-3, "betas": [0.9, 0.98], "updates": 12,
+                         "schedule": {"kind": "inverse_sqrt", "warmup_updates": 4, "warmup_init_lr": 1e-7}}
+    task = TranslationTask(selection.resolve_spec(spec, None), copy_data)
+    ours = task.lr_schedule()
+    ref = fairseq_lrs(FairseqInverseSqrt(5e-3, 4, 1e-7), 12)
+    assert [ours(t) for t in range(1, 13)] == pytest.approx(ref, rel=1e-12)
+    assert ours(1) == 1e-7  # update 1 uses the lr of update 0 (the warm-up's initial lr)
+    assert ours(2) == pytest.approx(1e-7 + (5e-3 - 1e-7) / 4)
+    assert ours(5) == pytest.approx(5e-3)  # the warm-up's end: num_updates = 4 after update 4
+    # tau: update t uses tau_warmup's value after t - 1 updates (the same counter)
+    model = task.build_model()
+    setter = task.tau_setter(model)
+    taus = []
+    for t in (1, 2, 5, 6):
+        setter(t)
+        taus.append(next(m.tau for m in model.modules() if hasattr(m, "tau")))
+    assert taus == pytest.approx([0.0, 8.5 / 4, 8.5, 8.5])
