@@ -83,19 +83,26 @@ def test_gpu_wheels_pin_the_versions_installed_here():
 
 @pytest.mark.slow
 def test_cpu_smoke_runs_the_tests_and_the_throughput_stage_and_writes_their_numbers(tmp_path):
-    proc, rec = smoke(tmp_path, "tests,throughput")
+    proc, rec = smoke(tmp_path, "tests,throughput,compiled")
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert rec["cpu_smoke"] and rec["stages"].keys() == {"tests", "throughput"}
+    assert rec["cpu_smoke"] and rec["stages"].keys() == {"tests", "throughput", "compiled"}
     tests = rec["stages"]["tests"]
     assert tests["status"] == "ok" and tests["passed"] >= 1 and tests["failed"] == 0 and tests["skipped"] == 0
-    tp = rec["stages"]["throughput"]
-    assert tp["status"] == "ok" and tp["models"].keys() == {"ours", "torch", "compiled"}
-    for m in tp["models"].values():
+    tp, comp = rec["stages"]["throughput"], rec["stages"]["compiled"]
+    assert tp["status"] == comp["status"] == "ok"
+    assert tp["models"].keys() == {"ours", "torch"} and comp["models"].keys() == {"ours", "compiled"}
+    for m in (*tp["models"].values(), *comp["models"].values()):
         assert math.isfinite(m["target_tokens_per_s"]) and m["target_tokens_per_s"] > 0
-    assert tp["models"]["compiled"]["compile_warmup_s"] > 0
-    assert {"ours_vs_torch", "compiled_vs_ours", "compiled_vs_torch"} <= tp["ratios"].keys()
+    assert comp["models"]["compiled"]["compile_warmup_s"] > 0
+    assert "ours_vs_torch" in tp["ratios"] and "compiled_vs_ours" in comp["ratios"]
+    g = rec["goal"]
+    best = max(((k, m) for k, m in (*tp["models"].items(), *comp["models"].items()) if k != "torch"),
+               key=lambda kv: kv[1]["target_tokens_per_s"])
+    assert g["target_tokens_per_s"] == best[1]["target_tokens_per_s"] and not g["met"]  # a CPU is far below it
+    assert g["vs_torch"] == pytest.approx(best[1]["target_tokens_per_s"] / tp["models"]["torch"]["target_tokens_per_s"])
     table = proc.stdout[proc.stdout.rindex("GPU check"):]  # the table comes last
     assert "CPU SMOKE" in table and "compiled / ours" in table and "1 passed, 0 failed" in table
+    assert any(line.split()[:3] == ["goal", "not", "met"] for line in table.splitlines())
 
 
 @pytest.mark.slow

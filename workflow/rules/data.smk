@@ -10,8 +10,8 @@ checkpoint iwslt_status:
         "results/data/{dataset}/status.json",
     log:
         "results/logs/data/{dataset}/status.log",
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
+    benchmark:
+        "results/benchmarks/data/{dataset}/status.tsv"
     conda:
         "../../envs/sigprop.yaml"
     params:
@@ -41,8 +41,6 @@ rule prepare_iwslt:
         "results/logs/data/{dataset}/prepare.log",
     benchmark:
         "results/benchmarks/data/{dataset}/prepare.tsv"
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
     conda:
         "../../envs/sigprop.yaml"
     resources:
@@ -68,8 +66,8 @@ rule binarize_iwslt:
         ),
     log:
         "results/logs/data/{dataset}/binarize.log",
-    wildcard_constraints:
-        dataset="iwslt14|iwslt14-mini",
+    benchmark:
+        "results/benchmarks/data/{dataset}/binarize.tsv"
     conda:
         "../../envs/sigprop.yaml"
     shell:

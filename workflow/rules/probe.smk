@@ -26,13 +26,11 @@ rule simulate_probe:
         f"results/logs/simulate/{MODEL_PROBE}/{{point}}/seeds~{{seeds}}.log",
     benchmark:
         f"results/benchmarks/simulate/{MODEL_PROBE}/{{point}}/seeds~{{seeds}}.tsv"
-    wildcard_constraints:
-        seeds=r"\d+-\d+",
     conda:
         "../../envs/sigprop.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=retry_mem_mb,
         runtime=30,
     params:
         spec=probe_spec,

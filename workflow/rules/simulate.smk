@@ -10,13 +10,11 @@ rule simulate:
         "results/logs/simulate/{experiment}/{point}/seeds~{seeds}.log",
     benchmark:
         "results/benchmarks/simulate/{experiment}/{point}/seeds~{seeds}.tsv"
-    wildcard_constraints:
-        seeds=r"\d+-\d+",
     conda:
         "../../envs/sigprop.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 4000 * attempt,
+        mem_mb=retry_mem_mb,
         runtime=30,
     params:
         spec=job_spec,

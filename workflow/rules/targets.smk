@@ -2,6 +2,8 @@
 # (translation_common.smk) parts: the input functions of the aggregate, plot and checks rules and of the
 # default target. Every figure is one entry of sigprop.analysis.registry.FIGURES: its experiments, and its
 # aggregate, checks and plot functions (named there, imported only by the job that runs them).
+import functools
+
 from sigprop.analysis.registry import check_modules
 
 
@@ -50,6 +52,11 @@ def raw_files(figure):
     ]
 
 
+def figure_raw_files(wildcards):
+    """The aggregate rule's raw tables: those of the figure it aggregates."""
+    return raw_files(wildcards.figure)
+
+
 def figure_closure(figure):
     """Every file a figure stands on: PDF and PNG, the aggregated tables, their raw tables (and data).
 
@@ -62,6 +69,15 @@ def figure_closure(figure):
     if figure_spec(figure).translation:
         files += data_files(DATASET)
     return list(dict.fromkeys(files))
+
+
+def closure_input(figure):
+    """An input function listing figure_closure(figure), evaluated only when its target is asked for."""
+    return functools.partial(_closure_of, figure)
+
+
+def _closure_of(figure, wildcards):
+    return figure_closure(figure)
 
 
 def translation_targets(wildcards):
@@ -78,54 +94,3 @@ def table1_closure():
     """Table 1's files and every file they stand on (as figure_closure)."""
     agg = "results/aggregated/table1.parquet"
     return [*TABLE1_FILES, agg, *table1_inputs(None), *data_files(DATASET)]
-
-
-# ---- Fig S1 (supplementary.smk): IWSLT batches without training ----
-from sigprop.tasks.translation.plan import METHOD_INIT, method_init_spec
-
-# a method or translation section that is missing stops the workflow before any job runs
-try:
-    for _job in JOBS.values():
-        if _job.experiment == METHOD_INIT:
-            method_init_spec(config, _job.spec)
-except KeyError as err:
-    sys.exit(f"invalid configuration:\n  - {err.args[0]}\nFix the config file.")
-
-
-def method_init_dataset():
-    """The dataset whose training batches Fig S1 reads (experiments.method_init.fixed.dataset)."""
-    return config["experiments"][METHOD_INIT]["fixed"].get("dataset", "iwslt14-mini")
-
-
-def method_init_params(wildcards):
-    """The JSON spec of one Fig S1 job: the generic job spec plus its methods, model and label smoothing."""
-    path = (
-        f"results/raw/{METHOD_INIT}/{wildcards.point}/seeds~{wildcards.seeds}.parquet"
-    )
-    if path not in JOBS:
-        raise ValueError(
-            f"{path} is not a job of this config (experiments.{METHOD_INIT})"
-        )
-    return json.dumps(method_init_spec(config, JOBS[path].spec), sort_keys=True)
-
-
-def iwslt_figures():
-    """The requested figures that read IWSLT'14 batches without training (Fig S1)."""
-    return [f for f in config["figures"] if FIGURES[f].iwslt]
-
-
-def iwslt_figure_targets(wildcards):
-    """Fig S1 and every file it stands on, only if its dataset is available (else skipped, message at the end)."""
-    figs = iwslt_figures()
-    if not figs or not data_status(method_init_dataset())["available"]:
-        return []
-    out = [p for f in figs for p in figure_closure(f)]
-    return list(dict.fromkeys(out + data_files(method_init_dataset())))
-
-
-def iwslt_figure_checks(wildcards):
-    """Fig S1's aggregated table for the checks, when it is built."""
-    figs = [f for f in iwslt_figures() if FIGURES[f].checked]
-    if figs and data_status(method_init_dataset())["available"]:
-        return [f"results/aggregated/{f}.parquet" for f in figs]
-    return []

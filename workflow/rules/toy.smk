@@ -12,8 +12,6 @@ rule train_toy:
         "results/logs/train_toy/seed~{seed}.log",
     benchmark:
         "results/benchmarks/train_toy/seed~{seed}.tsv"
-    wildcard_constraints:
-        seed=r"\d+",
     conda:
         "../../envs/sigprop.yaml"
     threads: 1
