@@ -206,3 +206,14 @@ def test_bounded_claim_passes_levelled_off_and_fails_when_the_cosine_collapses()
     assert [c.status for c in checks.figS5(_claims_table(collapsing, "none", "pre"))] == ["passed"]
     noisy = {6: [0.3, 0.5], 12: [0.2, 0.6], 24: [0.1, 0.9]}  # two seeds, wide spread
     assert [c.status for c in checks.figS5(_claims_table(noisy))] == ["undecided"]
+
+
+def test_report_table_last_layer_cosine_per_build_and_depth(tmp_path):
+    from sigprop.analysis import report
+
+    t = pd.concat([_claims_table({6: [0.2, 0.4], 12: [0.3, 0.5]}),
+                   _claims_table({6: [0.9, 0.9], 12: [1.0, 1.0]}, "none", "pre").assign(label=r"PRE-LN $\alpha=1$")])
+    t.to_parquet(tmp_path / "figS5.parquet")
+    table = report.residual_rules_table(tmp_path / "figS5.parquet").set_index("build")
+    assert table.loc["PRE-LN alpha=1", "regime"] == "grows" and table.loc["gpt2", "regime"] == "bounded"
+    assert table.loc["gpt2", "L = 6"] == pytest.approx(0.3) and table.loc["PRE-LN alpha=1", "L = 12"] == 1.0

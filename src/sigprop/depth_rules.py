@@ -142,3 +142,11 @@ def arm_label(rule: str, norm: str, alpha: str) -> str:
         return f"{RULES[rule].label} ({norm_name}, " + {"1/sqrt(L)": r"$\alpha=1/\sqrt{L}$"}.get(
             str(alpha), rf"$\alpha={alpha}$") + ")"
     return f"{RULES[rule].label} ({norm_name}) = {REFERENCE_TEXT[rule]}"
+
+
+def plain_label(label: str) -> str:
+    """A legend label without its TeX, for tables and check names: '$\\alpha=1/\\sqrt{L}$' -> 'alpha=1/sqrt(L)'."""
+    for tex, text in ((r"\sqrt{2L}", "sqrt(2L)"), (r"\sqrt{L}", "sqrt(L)"), (r"\alpha", "alpha"), (r"\mu", "mu"),
+                      (r"\epsilon", "eps"), ("$", ""), ("{", ""), ("}", "")):
+        label = label.replace(tex, text)
+    return label

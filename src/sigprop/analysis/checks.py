@@ -23,6 +23,7 @@ from sigprop.analysis.stats import (
     t_interval,
     t_pvalue,
 )
+from sigprop.depth_rules import plain_label
 from sigprop.params import RESIDUAL_SCALES, resolve_alpha
 
 # Every check is a statistical test at level SIGNIFICANCE_LEVEL over the seeds (see sigprop.analysis.stats for the
@@ -701,7 +702,7 @@ def figS5(t: pd.DataFrame) -> list[Check]:
     out = []
     depths = sorted(int(d) for d in t.depth.unique())
     for _, g in t.groupby(["residual_rule", "norm", "alpha"], sort=False):
-        label = _plain(str(g.label.iloc[0]))
+        label = plain_label(str(g.label.iloc[0]))
         eq = g[g.metric == "equiv_dev"]
         if len(eq):
             dev = float(eq["mean"].max())
@@ -729,14 +730,6 @@ def figS5(t: pd.DataFrame) -> list[Check]:
                          f"(L = {'/'.join(map(str, depths))}: {means})", "figS5", f"p < {SIGNIFICANCE_LEVEL}", p,
                          test + "; ".join(parts), status == PASSED, undecided=status == UNDECIDED))
     return out
-
-
-def _plain(label: str) -> str:
-    """A legend label without its TeX: '$\\alpha=1/\\sqrt{L}$' -> 'alpha=1/sqrt(L)'."""
-    for tex, text in ((r"\sqrt{2L}", "sqrt(2L)"), (r"\sqrt{L}", "sqrt(L)"), (r"\alpha", "alpha"), (r"\mu", "mu"),
-                      (r"\epsilon", "eps"), ("$", ""), ("{", ""), ("}", "")):
-        label = label.replace(tex, text)
-    return label
 
 
 def fig03(t: pd.DataFrame) -> list[Check]:

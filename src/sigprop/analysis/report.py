@@ -11,6 +11,7 @@ import pandas as pd
 from sigprop.analysis.checkrow import FAILED, NOT_APPLICABLE, PASSED, UNDECIDED, status_counts
 from sigprop.analysis.registry import FIGURES, FigureSpec
 from sigprop.config import layer_files
+from sigprop.depth_rules import plain_label
 from sigprop.io import read_meta
 
 
@@ -112,4 +113,15 @@ def methods_init_table(aggregated: str | Path) -> pd.DataFrame:
     last["model"] = last.method_label + last.tau_at.map({"final": "", "init": " (tau at update 0)"}).fillna("")
     wide = last.pivot_table(index=["side", "model"], columns="layers", values="mean")
     wide.columns = [f"{c} blocks" for c in wide.columns]
+    return wide.round(3).reset_index()
+
+
+def residual_rules_table(aggregated: str | Path) -> pd.DataFrame:
+    """Fig S5 in numbers: per build, its regime (sum alpha^2 over depth O(1): bounded; else grows) and the last
+    layer's token cosine at init (mean over seeds) per depth."""
+    t = pd.read_parquet(aggregated)
+    last = t[t.metric == "cosine_last"].copy()
+    last["build"] = [plain_label(label) for label in last.label]
+    wide = last.pivot_table(index=["regime", "build"], columns="depth", values="mean")
+    wide.columns = [f"L = {c}" for c in wide.columns]
     return wide.round(3).reset_index()
