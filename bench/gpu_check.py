@@ -158,7 +158,8 @@ def throughput_stage(args: argparse.Namespace, out: Path, limit: float, name: st
                 "--compile-backend", "eager", "--no-rss", "--threads", "1"]
     else:
         cmd += ["--device", "cuda", "--dtype", "bf16", "--preset", "paper", "--max-tokens", "4096",
-                "--updates", "100", "--warmup", "10", "--round", "10", "--compile-mode", "reduce-overhead"]
+                "--updates", "100", "--warmup", "10", "--round", "10", "--sync", "round",
+                "--compile-mode", "reduce-overhead"]
         if args.data_dir:
             cmd += ["--data-dir", str(args.data_dir)]
     res = run_stage(name, cmd, out / f"{name}.log", limit)
