@@ -10,11 +10,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import pytest
+from test_reliability import _planned, _work_copy, standins  # noqa: F401 (standins is a fixture)
 
 from sigprop.io import atomic_path, partial_owner, remove_partial_files
 
@@ -84,3 +88,92 @@ def test_a_second_runs_cleanup_leaves_a_live_jobs_checkpoint_write_alone(tmp_pat
         _, err = writer.communicate(timeout=60)
     assert writer.returncode == 0, err
     assert target.read_bytes() == b"checkpoint"
+
+
+# ---------------------------------------------------------------- Snakemake: failed jobs, the report
+
+NOTEBOOK = {
+    "cells": [
+        {"cell_type": "code", "execution_count": None, "id": "p", "metadata": {"tags": ["parameters"]},
+         "outputs": [], "source": ["config_file = ''\n", "results_dir = 'results'\n", "figures_dir = 'figures'"]},
+        {"cell_type": "code", "execution_count": None, "id": "b", "metadata": {}, "outputs": [],
+         "source": ["print('REPORT VERSION 1')"]},
+    ],
+    "metadata": {"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"}},
+    "nbformat": 4,
+    "nbformat_minor": 5,
+}
+
+
+def _run(snakemake, wd: Path, *args: str):
+    return snakemake(wd, *args, "--cores", "1", "--configfile", "run.yaml")
+
+
+def _rules(proc) -> list[str]:
+    return [rule for rule, _, _ in _planned(proc.stdout)]
+
+
+@pytest.mark.slow
+def test_a_failed_plot_job_is_rerun_and_the_last_good_figure_kept_beside(standins, tmp_path, snakemake):  # noqa: F811
+    wd = _work_copy(standins, tmp_path)
+    fig07 = wd / "src" / "sigprop" / "plotting" / "fig07.py"
+    fig07.write_text(fig07.read_text() + (
+        "\n\ndef plot(tables, style):  # a figure that needs nothing from the stand-in tables\n"
+        "    fig, ax = style.figure(1, 1)\n    ax.set_title('version 1')\n    return fig\n"))
+    proc = _run(snakemake, wd, "fig7")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    pngs = sorted((wd / "figures").glob("fig07*.png"))
+    assert len(pngs) == 1
+    good = pngs[0].read_bytes()
+    fig07.write_text(fig07.read_text() + "\nraise RuntimeError('broken plot code')\n")
+    proc = _run(snakemake, wd, "fig7")
+    assert proc.returncode != 0 and "broken plot code" in proc.stdout
+    assert not pngs[0].exists() and not list((wd / "figures").glob("fig07*"))  # no stale figure at its path
+    assert (wd / "figures" / ".previous" / pngs[0].name).read_bytes() == good  # the last good one, beside
+    for target in ("fig7", None):  # the next run reruns the job (and fails again), by name or by default
+        proc = _run(snakemake, wd, "-n", *([target] if target else []))
+        assert proc.returncode == 0 and "plot" in _rules(proc), proc.stdout[-3000:]
+    proc = _run(snakemake, wd, "fig7")
+    assert proc.returncode != 0 and "broken plot code" in proc.stdout
+
+
+@pytest.mark.slow
+def test_a_failed_aggregate_or_checks_job_is_rerun(standins, tmp_path, snakemake):  # noqa: F811
+    wd = _work_copy(standins, tmp_path)
+    raw = next(o for r, outs, _ in standins[1] if r == "simulate" for o in outs if "attention_concentration/" in o)
+    (wd / raw).write_bytes(b"PAR1 truncated")
+    proc = _run(snakemake, wd, "fig7")
+    assert proc.returncode != 0 and not (wd / "results" / "aggregated" / "fig07.parquet").exists()
+    proc = _run(snakemake, wd, "-n", "fig7")
+    assert "aggregate" in _rules(proc), proc.stdout[-3000:]
+
+    wd = _work_copy(standins, tmp_path / "checks")
+    checks = wd / "src" / "sigprop" / "analysis" / "checks.py"
+    checks.write_text(checks.read_text() + "\nraise RuntimeError('broken checks code')\n")
+    proc = _run(snakemake, wd, "results/checks.csv", "--allowed-rules", "checks")
+    assert proc.returncode != 0 and not (wd / "results" / "checks.csv").exists(), proc.stdout[-3000:]
+    proc = _run(snakemake, wd, "-n", "results/checks.csv")
+    assert "checks" in _rules(proc), proc.stdout[-3000:]
+
+
+@pytest.mark.slow
+def test_a_failed_report_leaves_no_temporary_file_and_keeps_the_last_good_one_beside(
+    standins, tmp_path, snakemake  # noqa: F811
+):
+    wd = _work_copy(standins, tmp_path)
+    notebook = wd / "workflow" / "notebooks" / "report.ipynb"
+    notebook.write_text(json.dumps(NOTEBOOK))
+    proc = _run(snakemake, wd, "results/report/report.html", "--allowed-rules", "report")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    report = wd / "results" / "report"
+    assert "REPORT VERSION 1" in (report / "report.html").read_text()
+    broken = json.loads(json.dumps(NOTEBOOK))
+    broken["cells"][1]["source"] = ["raise RuntimeError('broken report')"]
+    notebook.write_text(json.dumps(broken))
+    proc = _run(snakemake, wd, "results/report/report.html", "--allowed-rules", "report")
+    assert proc.returncode != 0
+    left = sorted(p.name for p in report.iterdir() if p.is_file())
+    assert left == [], left  # nothing half-written at or near the report's path
+    assert "REPORT VERSION 1" in (report / ".previous" / "report.html").read_text()
+    proc = _run(snakemake, wd, "-n", "results/report/report.html")
+    assert "report" in _rules(proc), proc.stdout[-3000:]

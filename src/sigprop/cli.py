@@ -479,8 +479,8 @@ def unreadable_message(args: argparse.Namespace, err: UnreadableTable) -> str:
     out = Path(args.tables[0] if args.command == "plot" else getattr(args, "out", None) or args.aggregated).stem
     target = f" {out}" if out.startswith("fig") else ""  # the figure's named target (`snakemake fig07`)
     return (
-        f"sigprop {args.command}: {err}.\nThe file is corrupt or incomplete; this job made no output (the next run tries again)."
-        f" Remove it and rebuild it (with every table and figure made from it):\n"
+        f"sigprop {args.command}: {err}.\nThe file is corrupt or incomplete; this job made no output (the next run"
+        " tries again). Remove it and rebuild it (with every table and figure made from it):\n"
         f"  rm '{err.path}' && snakemake --cores 1{target}\n(add the --configfile of this run, if it had one)"
     )
 

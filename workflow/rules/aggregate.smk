@@ -1,5 +1,6 @@
 # Aggregation: every raw table of a figure -> results/aggregated/<figure>.parquet (means, 95% CIs, theory).
-# A failed job keeps the previous table and shows the end of its log (e.g. which raw table is corrupt).
+# A failed job shows the end of its log (e.g. which raw table is corrupt) and leaves no table: Snakemake removes
+# the output of a failed job, so the next run reruns it (docs/reliability.md).
 
 
 rule aggregate:
@@ -8,8 +9,7 @@ rule aggregate:
         functions=aggregate_code,  # the module of its aggregate function (registry)
         raw=figure_raw_files,
     output:
-        # update(): Snakemake keeps the previous table until the job succeeds (restored if it fails)
-        update("results/aggregated/{figure}.parquet"),
+        "results/aggregated/{figure}.parquet",
     log:
         "results/logs/aggregate/{figure}.log",
     benchmark:

@@ -134,4 +134,10 @@ def print_checks_summary():
     from sigprop.analysis.checks import summary
 
     if Path("results/checks.csv").exists():
-        print(summary(pd.read_csv("results/checks.csv")))
+        try:  # a file that is empty, truncated or not the checks table: say so, not a traceback
+            print(summary(pd.read_csv("results/checks.csv")))
+        except (ValueError, KeyError, AttributeError) as err:
+            print(
+                f"results/checks.csv cannot be summarised ({type(err).__name__}: {err}); rebuild it with"
+                " `snakemake --cores 1 --forcerun checks results/checks.csv`"
+            )

@@ -1,13 +1,14 @@
 # Figures: aggregated tables -> figures/<stem>.pdf and .png. The module of each figure's plot function
-# (sigprop.analysis.registry) is an input, so editing one figure's code reruns only that figure.
+# (sigprop.analysis.registry) is an input, so editing one figure's code reruns only that figure. A failed job
+# leaves no figure (the next run reruns it); the last good one stays in figures/.previous/ (a hard link).
 
 
 rule plot:
     input:
         unpack(figure_plot_inputs),
     output:
-        pdf=update("figures/{stem}.pdf"),  # kept until the job succeeds (as aggregate.smk)
-        png=update("figures/{stem}.png"),
+        pdf="figures/{stem}.pdf",
+        png="figures/{stem}.png",
     log:
         "results/logs/plot/{stem}.log",
     benchmark:
@@ -17,7 +18,8 @@ rule plot:
     params:
         style=json.dumps(config["style"]),
     shell:
-        "python -m sigprop plot --out {output.pdf} --style {params.style:q} {input.tables} > {log} 2>&1"
+        "(python -m sigprop plot --out {output.pdf} --style {params.style:q} {input.tables} > {log} 2>&1"
+        " && mkdir -p figures/.previous && ln -f {output.pdf} {output.png} figures/.previous/)"
         " || (tail -n 5 {log} >&2; exit 1)"
 
 

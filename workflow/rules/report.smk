@@ -26,10 +26,18 @@ rule report:
         "../../envs/sigprop.yaml"
     params:
         configfile=CONFIG_FILE,
+    # written to hidden temporary files named as sigprop.io.atomic_path's (host and pid in the name: the
+    # onstart cleanup knows whether their writer is alive), renamed onto the outputs when whole; the last good
+    # report stays in results/report/.previous/ (a hard link)
     shell:
-        "(papermill {input.notebook} {output.notebook}.tmp.ipynb --cwd . -k python3"
+        "nb=$(mktemp results/report/.report.ipynb.${{HOSTNAME%%.*}}-$$.XXXXXXXX.partial);"
+        " html=$(mktemp results/report/.report.html.${{HOSTNAME%%.*}}-$$.XXXXXXXX.partial);"
+        " trap 'rm -f $nb $html' EXIT; trap 'exit 130' INT TERM;"
+        " (papermill {input.notebook} $nb --cwd . -k python3"
         " -p config_file {params.configfile:q} -p results_dir results -p figures_dir figures"
         " -p assumptions {input.assumptions:q}"
-        " && mv {output.notebook}.tmp.ipynb {output.notebook}"
-        " && jupyter nbconvert --to html {output.notebook} --output-dir results/report"
-        " --output report.html) > {log} 2>&1"
+        " && mv $nb {output.notebook}"
+        " && jupyter nbconvert --to html --stdout {output.notebook} > $html"
+        " && mv $html {output.html}) > {log} 2>&1"
+        " && mkdir -p results/report/.previous"
+        " && ln -f {output.notebook} {output.html} results/report/.previous/"
