@@ -256,3 +256,37 @@ def test_the_lr_and_tau_of_each_update_follow_fairseqs_counter(copy_data):
         setter(t)
         taus.append(next(m.tau for m in model.modules() if hasattr(m, "tau")))
     assert taus == pytest.approx([0.0, 8.5 / 4, 8.5, 8.5])
+
+
+# ---------------------------------------------------------------- the results page
+
+
+def test_record_results_writes_the_selection_and_the_wall_time_from_the_log(tmp_path):
+    import importlib.util
+    import sys
+
+    path = Path(__file__).resolve().parents[1] / "tools" / "record_results.py"
+    spec = importlib.util.spec_from_file_location("record_results", path)
+    record = importlib.util.module_from_spec(spec)
+    sys.modules["record_results"] = record
+    spec.loader.exec_module(record)
+    sel = {"dataset": "iwslt14-mini", "method": "sgd_temperature", "method_label": "SGD temperature",
+           "optimizer": "sgd", "layers": 2, "select_update": 800, "updates": 2000, "rule": RULE, "lr": 0.2,
+           "reason": "lowest validation loss 6.5800; at the high edge: one point beyond, lr 0.4",
+           "points": [{"lr": lr, "valid_loss": v, "diverged": False, "extension": lr == 0.4, "winner": lr == 0.2}
+                      for lr, v in ((0.05, 7.0), (0.1, 6.8), (0.2, 6.58), (0.4, math.inf))]}
+    run = tmp_path / "run"
+    table = figS8.aggregate(selection.selection_rows(sel))
+    (run / "results" / "aggregated").mkdir(parents=True)
+    table.to_parquet(run / "results" / "aggregated" / "figS8.parquet")
+    (run / "results" / "benchmarks" / "translation_select" / "m").mkdir(parents=True)
+    (run / "results" / "benchmarks" / "translation_select" / "m" / "lr~0.1.tsv").write_text("s\n40.0\n")
+    log = tmp_path / "snakemake.log"
+    log.write_text("[Fri Dec  4 04:03:28 2026]\nrule x:\n[Fri Dec  4 05:10:58 2026]\n54 of 54 steps (100%) done\n")
+    page = tmp_path / "results.md"
+    record.main(["--run", str(run), "--page", str(page), "--snakemake-log", str(log), "--load", "load 8"])
+    text = page.read_text()
+    assert "**67.5 min** wall; load: load 8." in text and "| lr grid point | 1 | 40 |" in text
+    assert "| SGD temperature | sgd | 800 of 2000 | 0.2 | 6.58 | selected |" in text
+    assert "| SGD temperature | sgd | 800 of 2000 | 0.4 | inf | edge point |" in text
+    assert "- SGD temperature: lowest validation loss 6.5800; at the high edge: one point beyond, lr 0.4." in text
