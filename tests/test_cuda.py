@@ -11,8 +11,9 @@
 prove they run before device time is spent); it is ``cuda`` by default.
 
 Tolerances (stated before running on a GPU): fp32 with TF32 off: the losses agree to 1e-5 relative and every
-gradient to 1e-4 relative (Frobenius norm of the difference over that of the plain gradient; 1e-7 absolute for
-gradients that vanish). bf16 autocast (8-bit mantissa, ~4e-3 per rounding): the losses agree to 1e-2 relative,
+gradient to 1e-4 relative (Frobenius norm of the difference over that of the plain gradient, or over 1e-4 x the
+norm of all gradients where that is larger: gradients that vanish in exact arithmetic are rounding noise).
+bf16 autocast (8-bit mantissa, ~4e-3 per rounding): the losses agree to 1e-2 relative,
 and the fast path's gradient is as close to the plain fp32 gradient as the plain path's bf16 gradient is, up to
 a factor 2 (or within 2e-2 relative).
 """
@@ -38,7 +39,7 @@ DEVICE = os.environ.get("SIGPROP_TEST_DEVICE", "cuda")
 REPO = Path(__file__).resolve().parents[1]
 PAD, EOS, V = 1, 2, 512
 LAYERS = 2
-FP32_LOSS_RTOL, FP32_GRAD_RTOL, GRAD_ATOL = 1e-5, 1e-4, 1e-7
+FP32_LOSS_RTOL, FP32_GRAD_RTOL, GRAD_FLOOR = 1e-5, 1e-4, 1e-4
 BF16_LOSS_RTOL, BF16_GRAD_FACTOR, BF16_GRAD_RTOL = 1e-2, 2.0, 2e-2
 
 pytestmark = [
@@ -99,10 +100,11 @@ def loss_and_grads(model: EncoderDecoder, b: dict, fused: bool, bf16: bool) -> t
     return float(loss.detach()), grads
 
 
-def rel_err(a: torch.Tensor, ref: torch.Tensor) -> float:
-    """||a - ref|| / ||ref|| (0 where both vanish to GRAD_ATOL)."""
-    diff, norm = float((a - ref).norm()), float(ref.norm())
-    return 0.0 if diff <= GRAD_ATOL else diff / max(norm, GRAD_ATOL)
+def rel_errors(a: dict[str, torch.Tensor], ref: dict[str, torch.Tensor]) -> dict[str, float]:
+    """Per parameter, ||a - ref|| / max(||ref||, GRAD_FLOOR x the norm of all of ref's gradients): a gradient that
+    vanishes in exact arithmetic (the key biases': softmax ignores a shift) is rounding noise in both paths."""
+    floor = GRAD_FLOOR * float(torch.stack([g.norm() for g in ref.values()]).norm())
+    return {n: float((a[n] - ref[n]).norm()) / max(float(ref[n].norm()), floor) for n in ref}
 
 
 @pytest.mark.parametrize("method", ["adam_postln", "adam_preln", "sgd_temperature", "rezero", "tfixup"])
@@ -112,7 +114,7 @@ def test_fast_path_equals_plain_path_fp32(paper, method):
     fast_loss, fast = loss_and_grads(build(paper, method, fast=True), b, fused=True, bf16=False)
     assert math.isfinite(plain_loss) and plain.keys() == fast.keys() and plain
     assert fast_loss == pytest.approx(plain_loss, rel=FP32_LOSS_RTOL)
-    errors = {n: rel_err(fast[n], plain[n]) for n in plain}
+    errors = rel_errors(fast, plain)
     assert max(errors.values()) <= FP32_GRAD_RTOL, sorted(errors.items(), key=lambda kv: -kv[1])[:5]
 
 
@@ -125,8 +127,9 @@ def test_fast_path_equals_plain_path_bf16_autocast(paper, method):
     assert math.isfinite(fast_loss) and fast.keys() == ref.keys()
     assert fast_loss == pytest.approx(plain_loss, rel=BF16_LOSS_RTOL)
     assert fast_loss == pytest.approx(ref_loss, rel=BF16_LOSS_RTOL)
-    bad = {n: (rel_err(fast[n], ref[n]), rel_err(plain[n], ref[n])) for n in ref}
-    bad = {n: e for n, e in bad.items() if e[0] > max(BF16_GRAD_FACTOR * e[1], BF16_GRAD_RTOL)}
+    err_fast, err_plain = rel_errors(fast, ref), rel_errors(plain, ref)
+    bad = {n: (err_fast[n], err_plain[n]) for n in ref if err_fast[n] > max(BF16_GRAD_FACTOR * err_plain[n],
+                                                                             BF16_GRAD_RTOL)}
     assert not bad, bad
 
 
@@ -136,8 +139,8 @@ def test_bf16_check_fails_on_a_wrong_gradient(paper):
     _, ref = loss_and_grads(build(paper, "adam_postln", fast=False), b, fused=False, bf16=False)
     _, plain = loss_and_grads(build(paper, "adam_postln", fast=False), b, fused=False, bf16=True)
     name = "embed.weight"
-    assert rel_err(1.1 * ref[name], ref[name]) > max(BF16_GRAD_FACTOR * rel_err(plain[name], ref[name]),
-                                                     BF16_GRAD_RTOL)
+    wrong = {**ref, name: 1.1 * ref[name]}
+    assert rel_errors(wrong, ref)[name] > max(BF16_GRAD_FACTOR * rel_errors(plain, ref)[name], BF16_GRAD_RTOL)
 
 
 def score(model: EncoderDecoder, src: torch.Tensor, hyp: list[int], lenpen: float = 1.0) -> float:
