@@ -278,3 +278,15 @@ def test_data_status_reports_an_unwritable_cache_dir_as_a_status(tmp_path, monke
     blocker.write_text("a file where the cache directory should be")
     status = locate("iwslt14", None, archive.as_uri(), None, str(blocker / "cache"), timeout=5)
     assert status["available"] is False and str(blocker) in status["message"]
+
+
+def test_the_command_line_prints_a_refused_file_without_a_traceback(tmp_path):
+    raw = _fake_release(tmp_path / "de-en", train_lines=0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sigprop", "data-prepare", "--dataset", "iwslt14", "--source", str(raw),
+         "--out", str(tmp_path / "out"), "--url="],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "\nsigprop data-prepare: iwslt14 train: no sentence left in" in proc.stderr
+    assert "train.tags.de-en.de" in proc.stderr

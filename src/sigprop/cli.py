@@ -23,7 +23,7 @@ import pandas as pd
 
 # Only what every subcommand needs at module level: each subcommand imports its own modules, so that a job's
 # code inputs (sigprop.codehash, from these imports) are the modules it runs.
-from sigprop.io import UnreadableTable, config_hash, provenance, read_table, write_table
+from sigprop.io import BadInput, UnreadableTable, config_hash, provenance, read_table, write_table
 
 
 def simulate(args: argparse.Namespace) -> None:
@@ -335,6 +335,8 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(f"sigprop {args.command}: {err.args[0]}")
     except UnreadableTable as err:
         sys.exit(unreadable_message(args, err))
+    except BadInput as err:  # a refused file or value: its message names it and the fix
+        sys.exit(f"sigprop {args.command}: {err}")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -119,6 +119,11 @@ def remove_partial_files(*roots: str | os.PathLike, stale_after_s: float = STALE
     return found
 
 
+class BadInput(ValueError):
+    """A file or value the pipeline refuses; the message names it (file and line, or key) and the fix. The
+    command line prints the message and exits 1 (no traceback)."""
+
+
 class UnreadableTable(ValueError):
     """A parquet file that cannot be read (truncated, overwritten, not parquet)."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from sigprop.data.iwslt.corpus import BPE_MERGES
-from sigprop.io import PARTIAL_SUFFIX, atomic_path, partial_prefix
+from sigprop.io import PARTIAL_SUFFIX, BadInput, atomic_path, partial_prefix
 
 
 def learn_bpe(
@@ -41,25 +41,25 @@ def learn_bpe(
 
 
 def check_bpe_codes(codes_path: str | os.PathLike[str], merges: int | None = None) -> int:
-    """Raise ``ValueError`` naming the file (and line) unless ``codes_path`` is a whole subword-nmt codes file:
-    UTF-8, an optional ``#version:`` line, then one merge (two symbols) per line, ending with a newline, and
-    ``merges`` merges when given (fairseq's ``code`` has :data:`~sigprop.data.iwslt.corpus.BPE_MERGES`).
-    Returns the number of merges."""
+    """Raise :class:`~sigprop.io.BadInput` naming the file (and line) unless ``codes_path`` is a whole
+    subword-nmt codes file: UTF-8, an optional ``#version:`` line, then one merge (two symbols) per line,
+    ending with a newline, and ``merges`` merges when given (fairseq's ``code`` has
+    :data:`~sigprop.data.iwslt.corpus.BPE_MERGES`). Returns the number of merges."""
     from sigprop.data.iwslt.textio import read_lines
 
     path = Path(codes_path)
     fix = "delete it to have the codes learned again, or restore the file (e.g. from fairseq's archive)"
     data = path.read_bytes()
     if not data.endswith(b"\n"):
-        raise ValueError(f"{path}: BPE codes file truncated (the last line ends without a newline); {fix}")
+        raise BadInput(f"{path}: BPE codes file truncated (the last line ends without a newline); {fix}")
     lines = read_lines(path)
     start = 1 if lines and lines[0].startswith("#version:") else 0
     for n, line in enumerate(lines[start:], start + 1):
         if len(line.split(" ")) != 2 or "" in line.split(" "):
-            raise ValueError(f"{path}, line {n}: {line[:60]!r} is not a BPE merge (two symbols); {fix}")
+            raise BadInput(f"{path}, line {n}: {line[:60]!r} is not a BPE merge (two symbols); {fix}")
     count = len(lines) - start
     if count == 0 or (merges is not None and count != merges):
-        raise ValueError(
+        raise BadInput(
             f"{path}: BPE codes file truncated or not fairseq's: {count} merges, expected "
             f"{merges if merges is not None else 'at least 1'}; {fix}"
         )

@@ -44,7 +44,7 @@ from sigprop.data.iwslt.corpus import (
 from sigprop.data.iwslt.fetch import DataUnavailableError, help_text, inspect_source
 from sigprop.data.iwslt.moses import PERL_WS, clean_corpus, lowercase, moses_tokenize
 from sigprop.data.iwslt.textio import read_lines, sha256_file, write_json, write_lines
-from sigprop.io import versions
+from sigprop.io import BadInput, versions
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def prepare(
         if n[SRC_LANG] != n[TGT_LANG]:
             raise ValueError(f"{dataset} {split}: de/en line counts differ: {n}")
         if n[SRC_LANG] == 0:  # training on it would wait forever for a batch
-            raise ValueError(
+            raise BadInput(
                 f"{dataset} {split}: no sentence left in {', '.join(read_from[split])} after fairseq's filters "
                 "(tag lines dropped; for train, 1 to 175 tokens and length ratio <= 1.5): the file is empty or "
                 "damaged; restore it (e.g. extract fairseq's de-en.tgz again)"

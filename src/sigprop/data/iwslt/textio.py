@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
-from sigprop.io import atomic_path
+from sigprop.io import BadInput, atomic_path
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -31,7 +31,7 @@ def read_lines(path: str | os.PathLike[str]) -> list[str]:
     except UnicodeDecodeError as err:
         line = data.count(b"\n", 0, err.start) + 1
         byte = err.start - data.rfind(b"\n", 0, err.start)
-        raise ValueError(
+        raise BadInput(
             f"{path}, line {line}, byte {byte}: not UTF-8 text ({err.reason}: {data[err.start:err.end]!r}); "
             "the file is damaged or in another encoding: restore it, or convert it to UTF-8 (iconv -t UTF-8)"
         ) from None

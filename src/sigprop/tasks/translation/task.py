@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from sigprop.data.iwslt.binarize import Dictionary, load_split
+from sigprop.io import BadInput
 from sigprop.model import EncoderDecoder
 from sigprop.tasks.translation import methods, probes
 from sigprop.tasks.translation.batching import make_batch, token_batches
@@ -65,7 +66,7 @@ class EpochBatches:
         if self._batches is None:
             self._batches = self.task.epoch_batches(self.epoch)
         if not self._batches:  # every epoch is the same sentences reshuffled: none would ever give a batch
-            raise ValueError(
+            raise BadInput(
                 f"no training batch: {self.task.data_dir / 'train.pt'} holds {len(self.task.train)} sentence "
                 f"pairs, none of at most model.max_positions = {self.task.max_positions} tokens; raise "
                 "max_positions in the config's translation model section, or prepare the data again"
