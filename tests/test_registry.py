@@ -170,8 +170,25 @@ def test_figure_names_in_every_spelling():
         registry.figure_spec("fig99")
 
 
-def test_the_translation_plan_names_the_registry_s_translation_figures():
-    """plan keeps its own short list (importing the registry would make a caption edit retrain every model)."""
-    from sigprop.tasks.translation.plan import TRANSLATION_FIGURES
+def test_a_translation_figure_or_table_is_one_registry_entry():
+    """The schema's translation sections and the plan's runs follow the entry's ``runs``: a single-run section
+    (Fig 14's) validates and gives one run; another shape is refused; no training job reads the plan or the
+    registry (a caption edit retrains nothing)."""
+    from sigprop.config import ConfigError, load_config, validate_config
+    from sigprop.tasks.translation.plan import target_runs
 
-    assert set(TRANSLATION_FIGURES) == {k for k, spec in FIGURES.items() if spec.translation}
+    schema = load_schema(SCHEMA)
+    sections = {k for k, v in schema["$defs"]["translation"]["properties"].items() if "$ref" in v
+                and v["$ref"] in ("#/$defs/run_set", "#/$defs/one_run")}
+    entries = {k: s for k, s in [*FIGURES.items(), *TABLES.items()] if s.run_section}
+    assert sections == set(entries) and {"fig01", "fig06", "fig14", "table1"} <= sections
+    assert schema["properties"]["tables"]["items"]["enum"] == list(TABLES)
+    cfg = load_config(ROOT / "config" / "quick.yaml")
+    tr = cfg["translation"]
+    assert len(target_runs(cfg, "fig14")) == 1 and len(target_runs(cfg, "fig06")) > 1
+    bad = {**cfg, "translation": {**tr, "fig14": dict(tr["fig06"])}}  # a run set where one run is named
+    with pytest.raises(ConfigError, match="fig14"):
+        validate_config(bad, SCHEMA)
+    for rule in ("train_translation", "evaluate_translation", "simulate_method_init"):
+        reached = closure(ENTRY_POINTS[rule])
+        assert "sigprop.analysis.registry" not in reached and "sigprop.tasks.translation.plan" not in reached

@@ -94,16 +94,24 @@ def _registry(root: Mapping) -> Any:
 def load_schema(path: str | Path) -> dict:
     """Read the YAML schema and fill in what the figure registry (:mod:`sigprop.analysis.registry`) defines.
 
-    The schema file lists neither the figures nor every experiment: ``figures`` takes the registry's keys, and
-    ``experiments`` takes every experiment a registry entry reads (those the file does not describe get the
-    generic ``$defs/experiment``).
+    The schema file lists neither the figures and tables nor every experiment: ``figures`` and ``tables`` take
+    the registry's keys, ``experiments`` takes every experiment a registry entry reads (those the file does not
+    describe get the generic ``$defs/experiment``), and ``translation`` a section per translation figure or
+    table that names its runs (``$defs/run_set`` or ``$defs/one_run``, as the entry's ``runs``).
     """
-    from sigprop.analysis.registry import EXPERIMENTS, FIGURES
+    from sigprop.analysis.registry import EXPERIMENTS, FIGURES, TABLES
 
     schema = yaml.safe_load(Path(path).read_text())
     props = schema.get("properties", {})
     if isinstance(props.get("figures", {}).get("items"), dict):
         props["figures"]["items"]["enum"] = list(FIGURES)
+    if isinstance(props.get("tables", {}).get("items"), dict):
+        props["tables"]["items"]["enum"] = list(TABLES)
+    translation = schema.get("$defs", {}).get("translation", {}).get("properties")
+    if isinstance(translation, dict):
+        for key, spec in [*FIGURES.items(), *TABLES.items()]:
+            if spec.run_section:
+                translation.setdefault(key, {"$ref": f"#/$defs/{'one_run' if spec.runs == 'one' else 'run_set'}"})
     if isinstance(props.get("experiments", {}).get("properties"), dict):
         for name in EXPERIMENTS:
             if name != "translation":  # the translation runs have their own section (translation:)

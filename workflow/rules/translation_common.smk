@@ -6,7 +6,9 @@ from types import SimpleNamespace
 from sigprop.data.iwslt.corpus import ENV_VAR
 from sigprop.data.iwslt.status import read_status
 from sigprop.tasks.translation import selection as lr_selection
+from sigprop.analysis.registry import TABLES
 from sigprop.tasks.translation.plan import (
+    SECTIONLESS,
     TRANSLATION_FIGURES,
     TRANSLATION_TABLES,
     Run,
@@ -28,12 +30,10 @@ if TRANSLATION:
 RUN_DIR = "results/raw/translation/{dataset}/{method}/layers~{layers}/seed~{seed}"
 # the targets that train runs (Fig S8 reads the lr selections of their methods)
 TRANSLATION_RUN_TARGETS = [
-    t for t in (*TRANSLATION_FIGURES, *TRANSLATION_TABLES) if t != "figS8"
+    t for t in (*TRANSLATION_FIGURES, *TRANSLATION_TABLES) if t not in SECTIONLESS
 ]
-TABLE1_FILES = [f"results/tables/table1_bleu.{ext}" for ext in ("csv", "tex", "png")]
-TABLE2_FILES = [
-    f"results/tables/table2_hyperparameters.{ext}" for ext in ("csv", "tex", "png")
-]
+TABLE1_FILES = TABLES["table1"].files
+TABLE2_FILES = TABLES["table2"].files
 
 
 # The translation jobs' threads and resources (translation.threads, device, runtime_min, mem_mb; the schema
@@ -106,7 +106,7 @@ def translation_raw_files(figure):
     selections (Fig S8)."""
     if figure == "figS8":
         return [str(Path(f).with_suffix(".parquet")) for f in selection_files()]
-    name = "eval.parquet" if figure == "fig06" else "log.parquet"
+    name = figure_spec(figure).run_file  # eval.parquet: the test BLEU (Fig 6)
     return [f"{run.directory(DATASET)}/{name}" for run in target_runs(config, figure)]
 
 
@@ -136,7 +136,7 @@ def translation_checks(wildcards):
 def table1_inputs(wildcards):
     """The eval tables of Table 1's runs."""
     return [
-        f"{run.directory(DATASET)}/eval.parquet"
+        f"{run.directory(DATASET)}/{TABLES['table1'].run_file}"
         for run in target_runs(config, "table1")
     ]
 

@@ -25,7 +25,7 @@ import importlib
 import importlib.util
 from collections.abc import Callable, Mapping
 from dataclasses import KW_ONLY, dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 
 class RegistryError(KeyError):
@@ -72,27 +72,66 @@ EXTRAS: dict[str, tuple[tuple[str, ...], str]] = {
 
 
 @dataclass(frozen=True)
-class FigureSpec:
+class OutputSpec:
+    """What a figure and a table of the paper share: their files' stem, the experiments they read, their
+    aggregate and checks functions, and (translation) which training runs they read."""
+
+    stem: str  # figures/<stem>.{pdf,png} or results/tables/<stem>.{csv,tex,png}
+    experiments: Mapping[str, Kind]  # the config's experiments.<name> it reads -> its kind
+    _: KW_ONLY
+    aggregate: str | None  # "module:function": raw tables (or, raw=False, the grid) -> the aggregated table
+    checks: str | None  # "module:function": the aggregated table -> list of Check; None: no checks
+    translation: bool = False  # trains on IWSLT'14 (workflow/rules/translation.smk): built only when the data is there
+    #: the config section ``translation.<key>`` naming its training runs: "set" (methods x layers x seeds,
+    #: ``$defs/run_set``), "one" (a method, layers and a seed, ``$defs/one_run``), "" (none: Fig S8)
+    runs: str = "set"
+    run_file: str = "log.parquet"  # the file of each training run it reads (eval.parquet: the test BLEU)
+
+    #: the name of the registry dict holding entries of this class (for messages)
+    registry_name: ClassVar[str] = ""
+
+    @property
+    def key(self) -> str:
+        """The entry's key (``fig03``, ``figS1``, ``table1``): the stem up to the first underscore."""
+        return self.stem.split("_")[0]
+
+    @property
+    def checked(self) -> bool:
+        """Whether the checks (docs/checks.md, :mod:`sigprop.analysis.checks`) cover this entry."""
+        return self.checks is not None
+
+    @property
+    def aggregate_module(self) -> str:
+        """The module of the aggregate function (a code input of the entry's aggregate job)."""
+        return module_of(self.aggregate)
+
+    @property
+    def run_section(self) -> bool:
+        """Whether the entry names its training runs in a section ``translation.<key>`` of the config."""
+        return self.translation and bool(self.runs)
+
+    def function(self, role: str) -> Callable[..., Any]:
+        """The entry's function of ``role`` (``aggregate``, ``checks``, ``plot``, ``write``), imported now."""
+        ref = getattr(self, role)
+        if ref is None:
+            raise RegistryError(f"{self.key} has no {role} function (its entry in sigprop.analysis.registry)")
+        return resolve(ref, f"{self.registry_name}[{self.key!r}].{role}")
+
+
+@dataclass(frozen=True)
+class FigureSpec(OutputSpec):
     """One figure of the paper (or a supplementary one): what it reads and the functions that make it."""
 
-    stem: str  # figures/<stem>.{pdf,png}
-    experiments: Mapping[str, Kind]  # the config's experiments.<name> it reads -> its kind
     caption: str
     _: KW_ONLY
-    aggregate: str  # "module:function": raw tables (or, raw=False, the grid) -> the aggregated table
-    checks: str | None  # "module:function": the aggregated table -> list of Check; None: no checks
     plot: str  # "module:function": (tables by key, Style) -> matplotlib figure
     raw: bool = True  # False: computed from the theory alone
     tables: tuple[str, ...] = ()  # aggregated tables the plot reads besides its own
     claim: str = ""  # what the paper says this figure shows, for the report
-    translation: bool = False  # trains on IWSLT'14 (workflow/rules/translation.smk): built only when the data is there
     iwslt: bool = False  # reads IWSLT'14 batches without training (Fig S1): built only when its data is there
     extra: str = ""  # an optional dependency group of pyproject.toml it needs (EXTRAS): built only when installed
 
-    @property
-    def key(self) -> str:
-        """The figure's key in :data:`FIGURES` (``fig03``, ``figS1``): the stem up to the first underscore."""
-        return self.stem.split("_")[0]
+    registry_name: ClassVar[str] = "FIGURES"
 
     @property
     def needs_data(self) -> bool:
@@ -110,49 +149,30 @@ class FigureSpec:
         return "" if self.installed else f"{self.key} needs {EXTRAS[self.extra][1]}"
 
     @property
-    def checked(self) -> bool:
-        """Whether the checks (docs/checks.md, :mod:`sigprop.analysis.checks`) cover this figure."""
-        return self.checks is not None
-
-    @property
     def plot_module(self) -> str:
         """The module of the plot function (a code input of the figure's plot job)."""
         return module_of(self.plot)
 
-    @property
-    def aggregate_module(self) -> str:
-        """The module of the aggregate function (a code input of the figure's aggregate job)."""
-        return module_of(self.aggregate)
-
-    def function(self, role: str) -> Callable[..., Any]:
-        """The figure's ``aggregate``, ``checks`` or ``plot`` function, imported now."""
-        ref = getattr(self, role)
-        if ref is None:
-            raise RegistryError(f"{self.key} has no {role} function (its entry in sigprop.analysis.registry)")
-        return resolve(ref, f"FIGURES[{self.key!r}].{role}")
-
 
 @dataclass(frozen=True)
-class TableSpec:
-    """An aggregated table of the paper that is not a figure (Table 1): its experiments and functions."""
+class TableSpec(OutputSpec):
+    """A table of the paper: results/tables/<stem>.{csv,tex,png}, written by ``write`` ("module:function")."""
 
-    stem: str  # results/tables/<stem>.{csv,tex,png}
-    experiments: Mapping[str, Kind]
     _: KW_ONLY
-    aggregate: str
-    checks: str | None
+    write: str
+    formats: tuple[str, ...] = ("csv", "tex", "png")
+
+    registry_name: ClassVar[str] = "TABLES"
 
     @property
-    def key(self) -> str:
-        """The table's key in :data:`TABLES`."""
-        return self.stem.split("_")[0]
+    def files(self) -> list[str]:
+        """The table's files."""
+        return [f"results/tables/{self.stem}.{ext}" for ext in self.formats]
 
-    def function(self, role: str) -> Callable[..., Any]:
-        """The table's ``aggregate`` or ``checks`` function, imported now."""
-        ref = getattr(self, role)
-        if ref is None:
-            raise RegistryError(f"{self.key} has no {role} function (its entry in sigprop.analysis.registry)")
-        return resolve(ref, f"TABLES[{self.key!r}].{role}")
+    @property
+    def write_module(self) -> str:
+        """The module of the write function (a code input of the table's job)."""
+        return module_of(self.write)
 
 
 FIGURES: dict[str, FigureSpec] = {
@@ -322,6 +342,7 @@ FIGURES: dict[str, FigureSpec] = {
         checks="sigprop.analysis.claims:fig06",
         plot="sigprop.plotting.fig06:plot",
         translation=True,
+        run_file="eval.parquet",
         claim=(
             "SGD with 1/sqrt(L) residual scaling and an inverse temperature keeps up with Adam and trains deeper "
             "models without layer normalisation."
@@ -337,6 +358,7 @@ FIGURES: dict[str, FigureSpec] = {
         checks="sigprop.analysis.claims:fig14",
         plot="sigprop.plotting.fig14:plot",
         translation=True,
+        runs="one",
         claim=(
             "The trained residual scales grow during training but the token correlation does not increase much; "
             "the activation norm grows slightly with depth."
@@ -439,6 +461,7 @@ FIGURES: dict[str, FigureSpec] = {
         checks="sigprop.analysis.lr_selection:checks",
         plot="sigprop.plotting.figS8:plot",
         translation=True,
+        runs="",
         claim=(
             "Not in the paper, which gives one lr per optimiser (Table 2): every method is tuned by the same rule, "
             "on the validation loss only, so Table 1 compares methods at equal tuning effort; a selected lr at "
@@ -473,10 +496,21 @@ TABLES: dict[str, TableSpec] = {
         {"translation": TRANSLATION},
         aggregate="sigprop.analysis.aggregate:table1",
         checks="sigprop.analysis.checks:table1",
+        write="sigprop.plotting.tables:write_table1",
+        translation=True,
+        run_file="eval.parquet",
+    ),
+    # the hyper-parameters of the config's translation runs: written from the config alone (no experiment)
+    "table2": TableSpec(
+        "table2_hyperparameters",
+        {},
+        aggregate=None,
+        checks=None,
+        write="sigprop.plotting.tables:write_table2",
     ),
 }
 
-ROLES = ("aggregate", "checks", "plot")
+ROLES = ("aggregate", "checks", "plot", "write")
 
 
 def module_of(ref: str) -> str:

@@ -11,11 +11,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-#: the targets that train on IWSLT'14 (figures by FIGURES key, tables by name)
-TRANSLATION_FIGURES = ("fig01", "fig06", "fig14", "figS8")
-#: translation figures without a config section (Fig S8: the lr selections of the methods the others train)
-SECTIONLESS = ("figS8",)
-TRANSLATION_TABLES = ("table1",)
+from sigprop.analysis.registry import FIGURES, TABLES, OutputSpec
+
+#: the targets that train on IWSLT'14 (the registry's entries with ``translation``): figures, tables
+TRANSLATION_FIGURES = tuple(k for k, spec in FIGURES.items() if spec.translation)
+TRANSLATION_TABLES = tuple(k for k, spec in TABLES.items() if spec.translation)
+#: translation targets without a section of runs in the config (Fig S8: the lr selections of the methods the
+#: others train)
+SECTIONLESS = tuple(k for k, spec in {**FIGURES, **TABLES}.items() if spec.translation and not spec.run_section)
+
+
+def _spec(target: str) -> OutputSpec:
+    """The registry entry of a figure or table."""
+    return FIGURES[target] if target in FIGURES else TABLES[target]
 
 
 @dataclass(frozen=True, order=True)
@@ -41,7 +49,7 @@ def target_runs(config: Mapping[str, Any], target: str) -> list[Run]:
     if target not in tr:
         raise KeyError(f"{target} needs translation.{target} in the config")
     sec = tr[target]
-    if target == "fig14":
+    if _spec(target).runs == "one":
         return [Run(sec["method"], int(sec["layers"]), int(sec["seed"]))]
     return sorted(
         Run(m, int(x), s) for m in sec["methods"] for x in _as_list(sec["layers"]) for s in range(int(sec["seeds"]))
@@ -106,7 +114,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     for target in (*TRANSLATION_FIGURES, *TRANSLATION_TABLES):
         if target not in tr:
             continue
-        names = [tr[target]["method"]] if target == "fig14" else tr[target]["methods"]
+        names = [tr[target]["method"]] if _spec(target).runs == "one" else tr[target]["methods"]
         for name in names:
             if name not in methods:
                 raise ValueError(f"translation.{target} uses method {name!r}; the methods are: {', '.join(methods)}")
