@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from sigprop.analysis import aggregate, checks, theory
-from sigprop.jobs import experiment_jobs
 from sigprop.data.iwslt.binarize import binarize
 from sigprop.data.iwslt.textio import write_lines
+from sigprop.jobs import experiment_jobs
 from sigprop.tasks.init_time import run_point
 from sigprop.tasks.measure import inner_product_stats, relative_residual, stable_rank
 from sigprop.tasks.translation import initprobe, methods
