@@ -20,8 +20,8 @@ SRC = ROOT / "src"
 
 #: layers, bottom first; a module belongs to the first layer with a pattern equal to its name or a package above it
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("base", ("sigprop", "sigprop.io", "sigprop.params", "sigprop.grid", "sigprop.config", "sigprop.jobs",
-              "sigprop.codehash", "sigprop.analysis.registry")),
+    ("base", ("sigprop", "sigprop.io", "sigprop.params", "sigprop.depth_rules", "sigprop.patterns", "sigprop.grid",
+              "sigprop.config", "sigprop.jobs", "sigprop.codehash", "sigprop.analysis.registry")),
     ("commands", ("sigprop.__main__", "sigprop.cli")),
     ("data", ("sigprop.data",)),
     ("model", ("sigprop.model",)),
