@@ -290,3 +290,59 @@ def test_record_results_writes_the_selection_and_the_wall_time_from_the_log(tmp_
     assert "| SGD temperature | sgd | 800 of 2000 | 0.2 | 6.58 | selected |" in text
     assert "| SGD temperature | sgd | 800 of 2000 | 0.4 | inf | edge point |" in text
     assert "- SGD temperature: lowest validation loss 6.5800; at the high edge: one point beyond, lr 0.4." in text
+
+
+# ---------------------------------------------------------------- Table 1's claims: paired, three outcomes
+
+
+def _table1(bleu: dict[str, list[float]]):
+    from sigprop.analysis import aggregate
+
+    labels = {"sgd_postln": "SGD POST-LN", "sgd_resscale": "SGD res-scale", "sgd_temperature": "SGD temperature",
+              "adam_postln": "Adam POST-LN"}
+    rows = [{"dataset": "iwslt14", "method": m, "method_label": labels[m], "layers": 2, "seed": s, "diverged": False,
+             "bleu": b, "sacrebleu_detok": b, "best_valid_loss": 5.0, "valid_loss_init": 9.7, "lr": 0.1,
+             "test_sentences": 100, "beam": 5, "updates": 800} for m, vals in bleu.items() for s, b in enumerate(vals)]
+    return aggregate.table1(pd.DataFrame(rows))
+
+
+def _claim(table, needle: str):
+    from sigprop.analysis import claims
+
+    [row] = [c for c in claims.table1(table) if needle in c.name]
+    return row
+
+
+def test_table1_carries_the_lr_and_the_update_0_loss():
+    t = _table1({"sgd_postln": [1.0, 2.0], "adam_postln": [5.0, 6.0]})
+    assert set(t.lr) == {0.1} and set(t.valid_loss_init) == {9.7}
+
+
+def test_the_sgd_order_is_a_paired_test_with_three_outcomes():
+    # seed effects larger than the gaps: a paired test sees the order, per-seed gaps 0.5 and 0.6
+    ordered = {"sgd_temperature": [3.0, 9.1, 6.0], "sgd_resscale": [2.5, 8.6, 5.5], "sgd_postln": [2.0, 8.0, 5.0],
+               "adam_postln": [3.1, 9.0, 6.2]}
+    row = _claim(_table1(ordered), "order")
+    assert row.status == "passed" and row.measured == pytest.approx(0.5)
+    reversed_ = {**ordered, "sgd_postln": [3.5, 9.7, 6.5]}  # POST-LN above res-scale by 1 at every seed
+    assert _claim(_table1(reversed_), "order").status == "failed"
+    # per-seed gaps temperature - res-scale +0.1, +1.0, +0.1 and res-scale - POST-LN +0.9, -0.4, +0.9: three seeds
+    # show neither the order nor its reverse
+    noisy = {**ordered, "sgd_resscale": [2.9, 8.1, 5.9], "sgd_postln": [2.0, 8.5, 5.0]}
+    assert _claim(_table1(noisy), "order").status == "undecided"
+    one = {m: v[:1] for m, v in ordered.items()}
+    row = _claim(_table1(one), "order")
+    assert row.status == "undecided" and "needs >= 2 runs" in row.tolerance
+
+
+def test_keeping_up_with_adam_is_a_paired_equivalence_with_three_outcomes():
+    base = {"sgd_resscale": [1.0, 1.0, 1.0], "sgd_postln": [0.0, 0.0, 0.0]}
+    within = {**base, "sgd_temperature": [3.0, 9.1, 6.0], "adam_postln": [3.1, 9.0, 6.2]}
+    assert _claim(_table1(within), "within 1 BLEU").status == "passed"
+    far = {**base, "sgd_temperature": [1.0, 7.1, 4.0], "adam_postln": [3.1, 9.0, 6.2]}  # ~2 BLEU below
+    assert _claim(_table1(far), "within 1 BLEU").status == "failed"
+    edge = {**base, "sgd_temperature": [2.0, 8.0, 6.0], "adam_postln": [3.1, 9.0, 6.2]}  # differences -1.1, -1, -0.2
+    assert _claim(_table1(edge), "within 1 BLEU").status == "undecided"
+    untrained = {**base, "sgd_temperature": [0.0, 0.1, 0.0], "adam_postln": [0.2, 0.1, 0.0]}
+    row = _claim(_table1(untrained), "within 1 BLEU")
+    assert row.status == "undecided" and "not testable" in row.tolerance

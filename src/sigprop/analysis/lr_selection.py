@@ -48,12 +48,14 @@ def checks(t: pd.DataFrame) -> list[Check]:
         at = float(g.loc[g.lr == chosen, "valid_loss"].iloc[0])
         ext = g[g.extension.astype(bool)]
         note = f"; edge extension lr {ext.lr.iloc[0]:g} tried" if len(ext) else ""
+        points = ", ".join(f"lr {lr:g}: {v:.4f}{' (selected)' if lr == chosen else ''}"
+                           for lr, v in zip(g.lr, g.valid_loss.astype(float), strict=True))
         out.append(Check(
             f"figS8 {g.method_label.iloc[0]}: selected lr {chosen:g} inside the grid {lrs[0]:g}..{lrs[-1]:g} "
             f"[{g.dataset.iloc[0]}; {int(g.layers.iloc[0])}+{int(g.layers.iloc[0])} blocks, seed 0, validation loss "
             f"at update {int(g.select_update.iloc[0])} of {int(g.updates.iloc[0])}]",
             "figS8", "an interior point (the optimum is bracketed)", at - best,
             f"measured: selected point's loss minus the grid's best (ties: {g.rule_ties.iloc[0]} within "
-            f"{g.rule_tie_tolerance.iloc[0]:g}){note}; {g.reason.iloc[0]}",
+            f"{g.rule_tie_tolerance.iloc[0]:g}){note}; validation losses {points}; {g.reason.iloc[0]}",
             inside, applicable=False))
     return out
