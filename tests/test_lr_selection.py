@@ -346,3 +346,26 @@ def test_keeping_up_with_adam_is_a_paired_equivalence_with_three_outcomes():
     untrained = {**base, "sgd_temperature": [0.0, 0.1, 0.0], "adam_postln": [0.2, 0.1, 0.0]}
     row = _claim(_table1(untrained), "within 1 BLEU")
     assert row.status == "undecided" and "not testable" in row.tolerance
+
+
+def test_fig_s8_draws_one_panel_per_optimiser_and_rings_each_winner():
+    from sigprop.plotting import figS8 as plot_s8
+    from sigprop.plotting.style import Style
+
+    def rows(method, opt, points, lr):
+        sel = {"dataset": "iwslt14-mini", "method": method, "method_label": method, "optimizer": opt, "layers": 2,
+               "select_update": 320, "updates": 800, "rule": RULE, "lr": lr, "reason": "r",
+               "points": [{"lr": x, "valid_loss": v, "diverged": not math.isfinite(v), "extension": False,
+                           "winner": x == lr} for x, v in points]}
+        return selection.selection_rows(sel)
+
+    t = figS8.aggregate(pd.concat([rows("a", "adam", [(1e-3, 6.0), (2e-3, 5.5), (4e-3, 5.8)], 2e-3),
+                                   rows("b", "adam", [(1e-3, 6.1), (2e-3, 5.9), (4e-3, math.inf)], 2e-3),
+                                   rows("s", "sgd", [(0.05, 7.0), (0.1, 6.8), (0.2, 6.6)], 0.2)]))
+    fig = plot_s8.plot({"figS8": t}, Style())
+    axes = [ax for ax in fig.axes if ax.get_xscale() == "log"]
+    assert len(axes) == 2  # adam, sgd
+    rings = [ln for ax in axes for ln in ax.lines if ln.get_markersize() == 9]  # one ring per method
+    assert sorted(float(ln.get_xdata()[0]) for ln in rings) == [2e-3, 2e-3, 0.2]
+    crosses = [ln for ln in axes[0].lines if ln.get_marker() == "x"]
+    assert len(crosses) == 1 and float(crosses[0].get_xdata()[0]) == 4e-3  # the diverged point, drawn at the top
