@@ -1,8 +1,10 @@
-"""Shared fixtures: the repository root, copies of the workflow in a temporary directory, a Snakemake runner."""
+"""Shared fixtures: the repository root, copies of the workflow in a temporary directory, a Snakemake runner,
+a synthetic copy-task corpus in the binarised IWSLT format (``copy_data``)."""
 
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -16,6 +18,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # first on sys.path here, and first on PYTHONPATH for the commands the tests start.
 sys.path.insert(0, str(REPO_ROOT / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
+from sigprop.data.iwslt.binarize import binarize  # noqa: E402 (after the path above)
+from sigprop.data.iwslt.textio import write_lines  # noqa: E402
+
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # What a copy of the workflow needs besides src/ (names that do not exist are skipped); the report reads
 # docs/assumptions.md.
@@ -112,3 +117,19 @@ def snakemake() -> Callable[..., subprocess.CompletedProcess]:
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     """Run the SLURM tests last: they install SLURM, and its client then slows every later snakemake start."""
     items.sort(key=lambda item: item.nodeid.startswith("tests/test_slurm.py"))
+
+
+WORDS = "the cat sat on a mat and dog ran far away".split()
+
+
+@pytest.fixture(scope="module")
+def copy_data(tmp_path_factory) -> Path:
+    """A synthetic 'translate = copy' corpus in the binarised IWSLT format."""
+    d = tmp_path_factory.mktemp("copydata")
+    rng = random.Random(0)
+    for split, n in (("train", 64), ("valid", 8), ("test", 6)):
+        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7))) for _ in range(n)]
+        write_lines(d / f"{split}.de", lines)
+        write_lines(d / f"{split}.en", lines)
+    binarize(d)
+    return d

@@ -1,8 +1,14 @@
-"""Config files: scale files laid over config/base.yaml, the schema's defaults filled by the validator."""
+"""sigprop.config: every test of config loading and validation.
+
+Scale files laid over config/base.yaml; the schema's defaults filled by the validator; bad keys, values, grids
+and YAML named with the file, line or key and the fix; NaN, infinities, impossible model shapes and sizes;
+the translation section's cross-checks; Snakemake refusing a bad config before any job (marked slow).
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
 import shutil
@@ -13,12 +19,25 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from helpers import quick_config
 
-from sigprop.config import ConfigError, load_config, load_layered, merge, validate_config
+from sigprop.config import (
+    ConfigError,
+    coerce_to_schema,
+    load_config,
+    load_config_file,
+    load_layered,
+    load_schema,
+    merge,
+    validate_config,
+)
+from sigprop.model import ModelConfig
 from sigprop.plotting.tables import table2_rows
 from sigprop.tasks.translation import methods, plan
+from sigprop.tasks.translation.plan import check_config
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+SRC = REPO_ROOT / "src"
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 CONFIG = REPO_ROOT / "config"
 SCALES = sorted(p.name for p in CONFIG.glob("*.yaml") if p.name != "base.yaml")
@@ -91,6 +110,7 @@ def test_no_key_of_quick_leaks_into_another_scale(name):
             assert path in base or path in scale, path
 
 
+@pytest.mark.slow
 def test_snakemake_runs_only_the_given_scale_file(workflow_copy, snakemake):
     """`--configfile config/gpu-check.yaml` (experiments: {}) plans no init-time job: the Snakefile's default
     quick.yaml, whose experiments would fill the empty mapping in a merge, is not read."""
@@ -244,3 +264,214 @@ def test_the_report_shows_the_base_under_a_scale_file():
     text = summary["text"]
     assert (CONFIG / "base.yaml").read_text() in text and (CONFIG / "paper.yaml").read_text() in text
     assert text.index("adam_postln_scaled:") < text.index("name: paper")  # the base first
+
+
+# -------------------------------------------- config input: empty grids, command-line strings, YAML syntax errors
+
+
+@pytest.mark.parametrize("grid", [[], {}])
+def test_empty_grid_is_refused_naming_the_key(grid):
+    cfg = quick_config()
+    cfg["experiments"]["signal_propagation"]["grid"] = grid
+    with pytest.raises(ConfigError, match=r"experiments\.signal_propagation\.grid is empty"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_command_line_strings_become_the_schemas_types():
+    cfg = quick_config()
+    exp = cfg["experiments"]["signal_propagation"]
+    exp["seeds"] = "5"  # as `--config "experiments={signal_propagation: {seeds: 5}}"` hands them over
+    exp["fixed"].update(d_model="8", input_std="2.0", out_proj="true", alpha="0.5")
+    exp["grid"] = {"attention": ["uniform"], "alpha": ["1", "1/sqrt(L)"], "n_tokens": ["4", "8"]}
+    cfg["style"]["dpi"] = "120"
+    with pytest.raises(ConfigError, match="'5' is not of type 'integer'"):
+        validate_config(cfg, SCHEMA)
+    coerce_to_schema(cfg, load_schema(SCHEMA))
+    validate_config(cfg, SCHEMA)
+    assert exp["seeds"] == 5 and exp["fixed"]["d_model"] == 8 and exp["fixed"]["input_std"] == 2.0
+    assert exp["fixed"]["out_proj"] is True and cfg["style"]["dpi"] == 120
+    # strings the schema takes stay strings: residual scales, enums
+    assert exp["fixed"]["alpha"] == "0.5" and exp["grid"]["alpha"] == ["1", "1/sqrt(L)"]
+    assert exp["grid"]["n_tokens"] == [4, 8] and exp["grid"]["attention"] == ["uniform"]
+    bad = quick_config()
+    bad["experiments"]["signal_propagation"]["seeds"] = "five"  # not a number: still refused, naming the key
+    coerce_to_schema(bad, load_schema(SCHEMA))
+    with pytest.raises(ConfigError, match=r"signal_propagation\.seeds = 'five'"):
+        validate_config(bad, SCHEMA)
+
+
+def test_yaml_syntax_error_names_file_line_and_column(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text("name: x\nfigures: [fig07\nstyle: {dpi: 100}\n")
+    with pytest.raises(ConfigError) as err:
+        load_config_file(path)
+    assert f"{path}, line 3, column 6: YAML syntax error" in str(err.value)
+    assert "line 2, column 10" in str(err.value)  # where the unclosed list starts
+    proc = subprocess.run([sys.executable, "-m", "sigprop", "check-config", str(path)], capture_output=True,
+                          text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert proc.returncode == 1 and f"{path}, line 3, column 6" in proc.stderr
+    good = subprocess.run([sys.executable, "-m", "sigprop", "check-config", str(REPO_ROOT / "config/quick.yaml")],
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(SRC)})
+    assert good.returncode == 0 and "valid" in good.stdout
+
+
+@pytest.mark.slow
+def test_yaml_syntax_error_in_the_default_config_is_named_by_snakemake(workflow_copy, snakemake):
+    wd = workflow_copy()
+    text = (wd / "config" / "quick.yaml").read_text()
+    (wd / "config" / "quick.yaml").write_text(text.replace("figures: [fig01,", "figures: [[fig01,", 1))
+    proc = snakemake(wd, "-n")
+    assert proc.returncode != 0
+    assert re.search(r"config/quick\.yaml, line \d+, column \d+: YAML syntax error", proc.stdout), proc.stdout[-3000:]
+    assert not (wd / "results").exists()
+
+
+# ------------------------------------------------------- the schema: a bad key or value is named with the allowed ones
+
+
+def _bad_top_level(cfg: dict) -> dict:
+    cfg["figure"] = ["fig07"]  # typo of 'figures'
+    return cfg
+
+
+def _bad_fixed_key(cfg: dict) -> dict:
+    cfg["experiments"]["signal_propagation"]["fixed"]["d_modle"] = 32
+    return cfg
+
+
+def _bad_grid_enum(cfg: dict) -> dict:
+    cfg["experiments"]["signal_propagation"]["grid"]["attention"] = ["uniform", "sofmax"]
+    return cfg
+
+
+def _empty_grid(cfg: dict) -> dict:
+    cfg["experiments"]["signal_propagation"]["grid"] = []  # would run one point instead of the sweep
+    return cfg
+
+
+# (make the bad config, what the message must name)
+BAD_CONFIGS = {
+    "empty grid": (_empty_grid, ["experiments.signal_propagation.grid is empty", "leave the key out"]),
+    "top-level key": (_bad_top_level, ["'figure'", "allowed keys", "experiments", "figures", "name", "style"]),
+    "key in fixed": (_bad_fixed_key, ["'d_modle'", "signal_propagation", "allowed keys", "d_model", "n_tokens"]),
+    "enum in grid": (
+        _bad_grid_enum,
+        ["'sofmax'", "attention", "signal_propagation", "allowed values", "softmax", "uniform"],
+    ),
+}
+
+
+@pytest.mark.parametrize("config_file", ["quick.yaml", "paper.yaml"])
+def test_shipped_configs_are_valid(config_file):
+    validate_config(load_layered(REPO_ROOT / "config" / config_file)[0], SCHEMA)
+
+
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_validate_config_names_key_and_allowed(case):
+    make, needles = BAD_CONFIGS[case]
+    with pytest.raises(ConfigError) as err:
+        validate_config(make(quick_config()), SCHEMA)
+    message = str(err.value)
+    for needle in needles:
+        assert needle in message, f"{needle!r} missing from: {message}"
+
+
+def test_validate_config_lists_every_problem():
+    cfg = _bad_grid_enum(_bad_fixed_key(quick_config()))
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert "d_modle" in str(err.value)
+    cfg = _bad_top_level(quick_config())
+    cfg["experiments"]["jacobian_grid"]["seeds"] = 0
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, SCHEMA)
+    assert "'figure'" in str(err.value) and "jacobian_grid" in str(err.value)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("case", list(BAD_CONFIGS))
+def test_snakemake_refuses_bad_config_before_any_job(case, workflow_copy, snakemake):
+    make, needles = BAD_CONFIGS[case]
+    wd = workflow_copy()
+    (wd / "bad.yaml").write_text(yaml.safe_dump(make(quick_config())))
+    proc = snakemake(wd, "-n", "--configfile", "bad.yaml")
+    assert proc.returncode != 0, proc.stdout
+    for needle in needles:
+        assert needle in proc.stdout, f"{needle!r} missing from snakemake output:\n{proc.stdout}"
+    assert "Job stats" not in proc.stdout
+    assert not (wd / "results").exists()
+
+
+# ---------------------------------------------------------------- config values that cannot work
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_nan_and_infinite_numbers_are_refused_naming_the_key(value):
+    cfg = quick_config()
+    exp = cfg["experiments"]["toy_reversal"]
+    exp["fixed"]["lr"] = value
+    with pytest.raises(ConfigError, match=r"experiments\.toy_reversal.*lr"):
+        validate_config(cfg, SCHEMA)
+    cfg = quick_config()
+    cfg["style"]["font_size"] = value
+    with pytest.raises(ConfigError, match=r"style\.font_size.*(nan|inf)"):
+        validate_config(cfg, SCHEMA)
+
+
+def test_nan_in_a_config_file_fails_check_config(tmp_path):
+    path = tmp_path / "nan.yaml"
+    path.write_text(f"base: {REPO_ROOT / 'config' / 'quick.yaml'}\nstyle: {{font_size: .nan}}\n")
+    proc = subprocess.run([sys.executable, "-m", "sigprop", "check-config", str(path)], capture_output=True,
+                          text=True, check=False, cwd=REPO_ROOT)
+    assert proc.returncode != 0 and "style.font_size" in proc.stdout + proc.stderr
+
+
+def test_d_model_not_divisible_by_n_heads_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match="d_model = 66.*n_heads = 4"):
+        ModelConfig(d_model=66, n_heads=4)
+    cfg = quick_config()
+    exp = cfg["experiments"]["signal_propagation"]
+    exp.setdefault("fixed", {})["n_heads"] = 4
+    exp["fixed"]["d_model"] = 66
+    with pytest.raises(ConfigError, match=r"experiments\.signal_propagation.*d_model.*n_heads"):
+        validate_config(cfg, SCHEMA)
+    if "translation" in cfg:
+        cfg = quick_config()
+        cfg["translation"]["model"]["d_model"] = cfg["translation"]["model"]["n_heads"] * 16 + 2
+        with pytest.raises(ConfigError, match=r"translation\.model.*d_model.*n_heads"):
+            validate_config(cfg, SCHEMA)
+
+
+def test_a_model_larger_than_memory_is_refused_with_its_size():
+    cfg = quick_config()
+    exp = cfg["experiments"]["signal_propagation"]
+    exp.setdefault("fixed", {}).update(d_model=2**20, n_heads=4, d_ff=2**20)
+    with pytest.raises(ConfigError, match=r"experiments\.signal_propagation.*GiB") as err:
+        validate_config(cfg, SCHEMA)
+    assert "memory" in str(err.value)
+    validate_config(quick_config(), SCHEMA)  # the shipped config fits
+
+
+# ---------------------------------------------------------------- the translation section
+
+
+@pytest.mark.parametrize("name", ["quick.yaml", "paper.yaml", "gpu-check.yaml"])
+def test_translation_configs_validate_and_cross_check(repo_root, name):
+    from sigprop.config import load_layered, validate_config
+
+    cfg = load_layered(repo_root / "config" / name)[0]
+    validate_config(cfg, repo_root / "workflow" / "schemas" / "config.schema.yaml")
+    check_config(cfg)
+
+
+def test_unknown_translation_key_names_the_key_and_the_allowed_ones(repo_root):
+    from sigprop.config import ConfigError, load_layered, validate_config
+
+    cfg = load_layered(repo_root / "config" / "quick.yaml")[0]
+    cfg["translation"]["training"]["max_token"] = 100
+    cfg["methods"]["rezero"]["optimiser"] = "adam"
+    with pytest.raises(ConfigError) as err:
+        validate_config(cfg, repo_root / "workflow" / "schemas" / "config.schema.yaml")
+    msg = str(err.value)
+    for needle in ("'max_token'", "translation.training", "max_tokens", "'optimiser'", "methods.rezero", "optimizer"):
+        assert needle in msg, msg

@@ -1,4 +1,10 @@
-"""Tests for the sigprop.data.iwslt package: fairseq-identical preprocessing, BPE, binarisation, errors."""
+"""Tests for the sigprop.data.iwslt package: fairseq-identical preprocessing, BPE, binarisation, errors.
+
+Bad files are refused with a message naming the file (and line), never a hang, a bare traceback or a silent
+deletion: an empty training split; a non-UTF-8 byte; a truncated BPE ``code`` file; an archive with unsafe
+members (``data-status`` reports it as a status); a configured sha256 is verified, also for an earlier
+download; a ``data.cache_dir`` holding the user's own ``de-en/`` is never deleted.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +12,8 @@ import hashlib
 import io
 import json
 import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -19,6 +27,7 @@ from sigprop.data.iwslt.corpus import CONFIG_KEY, ENV_VAR
 from sigprop.data.iwslt.fetch import ChecksumError, DataUnavailableError, download, locate_source
 from sigprop.data.iwslt.moses import clean_corpus, lowercase, moses_tokenize
 from sigprop.data.iwslt.preprocess import extract_xml_segments, filter_train_tags, prepare, preprocess_xml
+from sigprop.data.iwslt.status import locate
 from sigprop.data.iwslt.textio import read_lines, sha256_file, write_lines
 from sigprop.io import versions
 
@@ -271,3 +280,158 @@ def test_versions_name_python_and_each_distribution():
     got = versions(("numpy", "no-such-distribution-sigprop"))
     assert got == {"python": platform.python_version(), "numpy": numpy.__version__,
                    "no-such-distribution-sigprop": "not installed"}
+
+
+# --------------------------------------- bad input: empty splits, corrupt text, unsafe archives, hashes, the cache
+
+
+SHARED_CODE = Path("/work/shared/data/iwslt14/bpe10k/code")
+
+
+WORDS = {"de": "das haus ist sehr groß und alt", "en": "the house is very big and old"}
+
+
+def _fake_release(raw: Path, train_lines: int = 49) -> Path:
+    """fairseq's de-en/ folder in miniature: train.tags with ``train_lines`` sentences, five dev/test XMLs."""
+    raw.mkdir(parents=True)
+    for lang in corpus.LANGS:
+        lines = ["<url>http://ted</url>", "<talkid>7</talkid>"]
+        lines += [f"{WORDS[lang]} {i}." for i in range(1, train_lines + 1)]
+        (raw / f"train.tags.de-en.{lang}").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        for name in corpus.FULL_TEST_SETS:
+            segs = "".join(f'<seg id="{i}"> {WORDS[lang]} {name[-4:]}. </seg>\n' for i in range(1, 4))
+            (raw / f"{name}.de-en.{lang}.xml").write_text(f"<mteval>\n{segs}</mteval>\n", encoding="utf-8")
+    return raw
+
+
+def _tgz(path: Path, members: dict[str, bytes]) -> Path:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+    return path
+
+
+def test_empty_training_split_is_refused_at_preparation_naming_the_file(tmp_path):
+    raw = _fake_release(tmp_path / "de-en", train_lines=0)  # only tag lines: nothing left after the filters
+    with pytest.raises(ValueError, match=r"train\.tags\.de-en\.de") as err:
+        prepare("iwslt14", raw, tmp_path / "out")
+    assert "train" in str(err.value) and "no sentence" in str(err.value)
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_non_utf8_byte_names_the_file_and_line(tmp_path):
+    path = tmp_path / "train.tags.de-en.de"
+    path.write_bytes(b"gut\nauch gut\nkaputt \xff hier\n")
+    with pytest.raises(ValueError, match=rf"{path}.*line 3") as err:
+        read_lines(path)
+    assert "UTF-8" in str(err.value)
+
+
+def test_truncated_bpe_code_file_is_refused_naming_file_and_line(tmp_path):
+    from sigprop.data.iwslt.bpe import check_bpe_codes
+
+    whole = SHARED_CODE.read_bytes() if SHARED_CODE.is_file() else None
+    if whole is None:
+        pytest.skip(f"{SHARED_CODE} not here")
+    check_bpe_codes(SHARED_CODE, merges=corpus.BPE_MERGES)  # the real file passes
+    cut = tmp_path / "code"
+    cut.write_bytes(whole[: len(whole) // 2 + 3])  # ends mid-line, half the merges
+    with pytest.raises(ValueError, match=rf"{cut}") as err:
+        check_bpe_codes(cut, merges=corpus.BPE_MERGES)
+    assert "truncated" in str(err.value)
+    with pytest.raises(ValueError, match=rf"{cut}"):
+        apply_bpe(["das haus"], cut)
+    bad = tmp_path / "code2"  # a line that is not a merge (two symbols)
+    bad.write_text("#version: 0.2\na b\nc d e\n", encoding="utf-8")
+    with pytest.raises(ValueError, match=rf"{bad}.*line 3"):
+        check_bpe_codes(bad)
+
+
+def test_truncated_code_file_of_a_source_stops_preparation(tmp_path):
+    if not SHARED_CODE.is_file():
+        pytest.skip(f"{SHARED_CODE} not here")
+    raw = _fake_release(tmp_path / "de-en")
+    codes = tmp_path / "code"
+    codes.write_bytes(SHARED_CODE.read_bytes()[:5000])
+    with pytest.raises(ValueError, match=rf"{codes}"):
+        prepare("iwslt14", raw, tmp_path / "out", bpe_codes=codes)
+
+
+def test_unsafe_archive_is_a_data_status_not_a_crash(tmp_path, monkeypatch):
+    monkeypatch.delenv(corpus.ENV_VAR, raising=False)
+    archive = _tgz(tmp_path / "src" / "de-en.tgz", {"de-en/x.txt": b"x", "../escape.txt": b"boom"})
+    with pytest.raises(DataUnavailableError, match=r"de-en\.tgz.*escape\.txt"):
+        download(archive.as_uri(), None, tmp_path / "cache")
+    assert not (tmp_path / "escape.txt").exists()
+    status = locate("iwslt14", None, archive.as_uri(), None, str(tmp_path / "cache2"), timeout=5)
+    assert status["available"] is False and "escape.txt" in status["message"]
+    out = tmp_path / "status.json"  # and the command itself succeeds, writing that status
+    proc = subprocess.run(
+        [sys.executable, "-m", "sigprop", "data-status", "--dataset", "iwslt14", "--out", str(out),
+         "--url", archive.as_uri(), "--cache-dir", str(tmp_path / "cache3")],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(out.read_text())["available"] is False
+
+
+def test_configured_sha256_is_verified_also_for_an_earlier_download(tmp_path, monkeypatch):
+    monkeypatch.delenv(corpus.ENV_VAR, raising=False)
+    raw = _fake_release(tmp_path / "build" / "de-en")
+    members = {f"de-en/{p.name}": p.read_bytes() for p in sorted(raw.iterdir())}
+    archive = _tgz(tmp_path / "src" / "de-en.tgz", members)
+    digest = hashlib.sha256(archive.read_bytes()).hexdigest()
+    cache = tmp_path / "cache"
+    assert locate_source(None, archive.as_uri(), digest, cache) == cache / "de-en"  # verified, extracted
+    assert locate_source(None, archive.as_uri(), digest, cache) == cache / "de-en"  # the earlier download
+    # the configured hash changes (or the archive is not the one pinned): the earlier download is not trusted
+    with pytest.raises(ChecksumError, match="sha256"):
+        locate_source(None, archive.as_uri(), "1" * 64, cache)
+    # an archive kept in the cache that does not match is not trusted either
+    other = _tgz(tmp_path / "src2" / "de-en.tgz", {"de-en/other": b"x"})
+    (cache / "de-en.tgz").write_bytes(other.read_bytes())
+    with pytest.raises(ChecksumError):
+        download(archive.as_uri(), "2" * 64, cache)
+
+
+def test_cache_dir_holding_the_users_de_en_folder_is_never_deleted(tmp_path):
+    archive = _tgz(tmp_path / "src" / "de-en.tgz", {"de-en/train.tags.de-en.de": b"Hallo.\n"})
+    cache = tmp_path / "mine"
+    (cache / "de-en").mkdir(parents=True)
+    (cache / "de-en" / "thesis.tex").write_text("years of work")
+    with pytest.raises(DataUnavailableError, match=r"de-en.*not made by") as err:
+        download(archive.as_uri(), None, cache)
+    assert "cache_dir" in str(err.value)
+    assert (cache / "de-en" / "thesis.tex").read_text() == "years of work"
+    assert not [p for p in cache.iterdir() if p.name.startswith(".extract-")]
+    fresh = tmp_path / "cache"  # a folder this code extracted is replaced by a new download
+    download(archive.as_uri(), None, fresh)
+    (fresh / "de-en" / "train.tags.de-en.de").write_text("old")
+    download(archive.as_uri(), None, fresh)
+    assert (fresh / "de-en" / "train.tags.de-en.de").read_text() == "Hallo.\n"
+
+
+def test_data_status_reports_an_unwritable_cache_dir_as_a_status(tmp_path, monkeypatch):
+    monkeypatch.delenv(corpus.ENV_VAR, raising=False)
+    archive = _tgz(tmp_path / "src" / "de-en.tgz", {"de-en/x.txt": b"x"})
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the cache directory should be")
+    status = locate("iwslt14", None, archive.as_uri(), None, str(blocker / "cache"), timeout=5)
+    assert status["available"] is False and str(blocker) in status["message"]
+
+
+def test_the_command_line_prints_a_refused_file_without_a_traceback(tmp_path):
+    raw = _fake_release(tmp_path / "de-en", train_lines=0)
+    proc = subprocess.run(
+        [sys.executable, "-m", "sigprop", "data-prepare", "--dataset", "iwslt14", "--source", str(raw),
+         "--out", str(tmp_path / "out"), "--url="],
+        capture_output=True, text=True, check=False,
+    )
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "\nsigprop data-prepare: iwslt14 train: no sentence left in" in proc.stderr
+    assert "train.tags.de-en.de" in proc.stderr

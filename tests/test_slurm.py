@@ -37,8 +37,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-
-from sigprop.config import load_config
+from helpers import quick_config
 
 pytestmark = pytest.mark.slow
 
@@ -207,11 +206,6 @@ def runs():
         run.stop()
 
 
-def _quick() -> dict:
-    """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
-    return load_config(REPO_ROOT / "config" / "quick.yaml")
-
-
 def _workflow(copy_workflow_to, dest: Path, config: dict) -> Path:
     wd = copy_workflow_to(dest, src="symlink")
     (wd / "test.yaml").write_text(yaml.safe_dump(config, sort_keys=False))  # grid key order = path order
@@ -237,7 +231,7 @@ def _assert_same_tables(a: Path, b: Path, sub: str) -> int:
 
 def tiny_config() -> dict:
     """config/quick.yaml cut down: Figs 5, 7, 8 at toy sizes (2 simulate jobs, 1 training seed of 40 updates)."""
-    cfg = _quick()
+    cfg = quick_config()
     cfg["name"] = "slurm-tiny"
     cfg["figures"] = ["fig05", "fig07", "fig08"]
     cfg["tables"] = []
@@ -318,7 +312,7 @@ TOY_CKPT = "results/checkpoints/toy_reversal/seed~0/last.pt"  # where the toy ru
 
 def preempt_config() -> dict:
     """One seed of Fig 5's toy training, 500 updates (7-30 s on 2 CPUs), a checkpoint every 100 updates."""
-    cfg = _quick()
+    cfg = quick_config()
     cfg["name"] = "slurm-preempt"
     cfg["figures"] = ["fig05"]
     cfg["tables"] = []

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pandas as pd
+import pytest
 
 from sigprop.io import write_table
 
@@ -60,6 +61,7 @@ def test_record_results_rewrites_only_its_part_of_the_page(tmp_path):
     assert sorted(p.name for p in (tmp_path / "docs" / "results").iterdir()) == ["fig06_bleu_depth.png"]
 
 
+@pytest.mark.slow
 def test_rulegraph_is_the_same_whatever_results_holds_and_whether_the_data_is_there(workflow_copy, monkeypatch):
     """`make test` after `make quick`: the graph does not follow this checkout's results/ or $SIGPROP_IWSLT_DIR."""
     rulegraph = _tool("rulegraph")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -298,3 +299,24 @@ def test_pick_device_falls_back_to_the_cpu_with_a_warning(monkeypatch, caplog):
     assert pick_device("auto") == torch.device("cpu") and pick_device("cpu") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     assert pick_device("auto") == torch.device("cuda") and pick_device("cuda") == torch.device("cuda")
+
+
+# ---------------------------------------------------------------- a corrupt checkpoint
+
+
+@pytest.mark.parametrize("damage", ["truncated", "random bytes"])
+def test_corrupt_checkpoint_is_moved_aside_and_training_restarts(damage, tmp_path, caplog):
+    model, opt, data, step_fn = _regression_setup()
+    Trainer(model, step_fn, opt, data, _config(tmp_path, max_updates=10, checkpoint_every=5)).fit()
+    last = tmp_path / "ckpt" / "last.pt"
+    whole = last.read_bytes()
+    last.write_bytes(whole[: len(whole) // 2] if damage == "truncated" else bytes(range(256)) * 40)
+    model, opt, data, step_fn = _regression_setup()
+    with caplog.at_level(logging.WARNING, logger="sigprop.train.loop"):
+        result = Trainer(model, step_fn, opt, data, _config(tmp_path, max_updates=10, checkpoint_every=5)).fit()
+    assert result.resumed_from == 0 and result.status == "completed" and result.updates == 10
+    kept = tmp_path / "ckpt" / "last.corrupt.pt"
+    assert kept.exists() and kept.read_bytes() != whole
+    text = caplog.text
+    assert str(last) in text and "cannot be read" in text and "update 0" in text
+    assert "weights_only=False" not in text

@@ -1,4 +1,4 @@
-"""The Snakemake workflow: config validation, unknown targets, an end-to-end run, reruns, atomic writes.
+"""The Snakemake workflow end to end: unknown targets, a tiny run (tables, figures, checks, provenance), reruns.
 
 Tests marked ``slow`` start Snakemake (seconds to a minute each); they run by default
 (``pytest -m "not slow"`` skips them).
@@ -21,94 +21,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
+from helpers import quick_config
 
 from sigprop.analysis.registry import FIGURES
-from sigprop.config import ConfigError, load_config, load_layered, validate_config
-from sigprop.io import atomic_path, read_meta, write_table
+from sigprop.io import read_meta
 from sigprop.tasks.init_time import run_point
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
-
-# ---------------------------------------------------------------- configuration validation
-
-
-def _quick() -> dict:
-    """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
-    return load_config(REPO_ROOT / "config" / "quick.yaml")
-
-
-def _bad_top_level(cfg: dict) -> dict:
-    cfg["figure"] = ["fig07"]  # typo of 'figures'
-    return cfg
-
-
-def _bad_fixed_key(cfg: dict) -> dict:
-    cfg["experiments"]["signal_propagation"]["fixed"]["d_modle"] = 32
-    return cfg
-
-
-def _bad_grid_enum(cfg: dict) -> dict:
-    cfg["experiments"]["signal_propagation"]["grid"]["attention"] = ["uniform", "sofmax"]
-    return cfg
-
-
-def _empty_grid(cfg: dict) -> dict:
-    cfg["experiments"]["signal_propagation"]["grid"] = []  # would run one point instead of the sweep
-    return cfg
-
-
-# (make the bad config, what the message must name)
-BAD_CONFIGS = {
-    "empty grid": (_empty_grid, ["experiments.signal_propagation.grid is empty", "leave the key out"]),
-    "top-level key": (_bad_top_level, ["'figure'", "allowed keys", "experiments", "figures", "name", "style"]),
-    "key in fixed": (_bad_fixed_key, ["'d_modle'", "signal_propagation", "allowed keys", "d_model", "n_tokens"]),
-    "enum in grid": (
-        _bad_grid_enum,
-        ["'sofmax'", "attention", "signal_propagation", "allowed values", "softmax", "uniform"],
-    ),
-}
-
-
-@pytest.mark.parametrize("config_file", ["quick.yaml", "paper.yaml"])
-def test_shipped_configs_are_valid(config_file):
-    validate_config(load_layered(REPO_ROOT / "config" / config_file)[0], SCHEMA)
-
-
-@pytest.mark.parametrize("case", list(BAD_CONFIGS))
-def test_validate_config_names_key_and_allowed(case):
-    make, needles = BAD_CONFIGS[case]
-    with pytest.raises(ConfigError) as err:
-        validate_config(make(_quick()), SCHEMA)
-    message = str(err.value)
-    for needle in needles:
-        assert needle in message, f"{needle!r} missing from: {message}"
-
-
-def test_validate_config_lists_every_problem():
-    cfg = _bad_grid_enum(_bad_fixed_key(_quick()))
-    with pytest.raises(ConfigError) as err:
-        validate_config(cfg, SCHEMA)
-    assert "d_modle" in str(err.value)
-    cfg = _bad_top_level(_quick())
-    cfg["experiments"]["jacobian_grid"]["seeds"] = 0
-    with pytest.raises(ConfigError) as err:
-        validate_config(cfg, SCHEMA)
-    assert "'figure'" in str(err.value) and "jacobian_grid" in str(err.value)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("case", list(BAD_CONFIGS))
-def test_snakemake_refuses_bad_config_before_any_job(case, workflow_copy, snakemake):
-    make, needles = BAD_CONFIGS[case]
-    wd = workflow_copy()
-    (wd / "bad.yaml").write_text(yaml.safe_dump(make(_quick())))
-    proc = snakemake(wd, "-n", "--configfile", "bad.yaml")
-    assert proc.returncode != 0, proc.stdout
-    for needle in needles:
-        assert needle in proc.stdout, f"{needle!r} missing from snakemake output:\n{proc.stdout}"
-    assert "Job stats" not in proc.stdout
-    assert not (wd / "results").exists()
 
 
 @pytest.mark.slow
@@ -141,7 +61,7 @@ EXPECTED_RAW = {
 
 def tiny_config() -> dict:
     """config/quick.yaml cut down to figs 7 and 8 at toy sizes."""
-    cfg = _quick()
+    cfg = quick_config()
     cfg["name"] = "tiny"
     cfg["figures"] = ["fig07", "fig08"]
     if "tables" in cfg:
@@ -397,7 +317,7 @@ def test_e2e_editing_one_plot_module_reruns_only_that_plot(e2e, tmp_path, snakem
     assert "src/sigprop/plotting/fig07.py" in proc.stdout  # the reason Snakemake gives
 
 
-# ---------------------------------------------------------------- determinism and atomic writes (fast)
+# ---------------------------------------------------------------- determinism (fast)
 
 
 def test_run_point_same_seed_bit_identical():
@@ -409,28 +329,3 @@ def test_run_point_same_seed_bit_identical():
     assert a.value.to_numpy().tobytes() == b.value.to_numpy().tobytes()
     c = run_point("signal_propagation", fixed, point, None, [3])
     assert not np.array_equal(a[a.seed == 0].value.to_numpy()[-4:], c.value.to_numpy()[-4:])
-
-
-def test_atomic_path_leaves_nothing_when_block_raises(tmp_path):
-    target = tmp_path / "sub" / "out.parquet"
-    with pytest.raises(RuntimeError, match="boom"):
-        with atomic_path(target) as tmp:
-            assert tmp.parent == target.parent and tmp != target
-            tmp.write_bytes(b"half-written")
-            raise RuntimeError("boom")
-    assert not target.exists()
-    assert list(target.parent.iterdir()) == []
-
-
-def test_atomic_path_keeps_old_file_on_failure_and_replaces_on_success(tmp_path):
-    target = tmp_path / "table.parquet"
-    write_table(pd.DataFrame({"value": [1.0, 2.0]}), target, {"git_commit": "x"})
-    with pytest.raises(ValueError):
-        with atomic_path(target) as tmp:
-            tmp.write_bytes(b"garbage")
-            raise ValueError
-    assert pd.read_parquet(target).value.tolist() == [1.0, 2.0]
-    assert read_meta(target) == {"git_commit": "x"}
-    write_table(pd.DataFrame({"value": [3.0]}), target)
-    assert pd.read_parquet(target).value.tolist() == [3.0]
-    assert [p.name for p in tmp_path.iterdir()] == ["table.parquet"]
