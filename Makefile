@@ -1,7 +1,7 @@
 # Shortcuts; each target is one command you can also type yourself.
 PY ?= python3
 
-.PHONY: install quick paper test lint rulegraph config-table
+.PHONY: install quick paper test test-fast lint rulegraph config-table
 
 install:  ## PyTorch first (the CPU wheel), then this package with test and SLURM extras
 	$(PY) -m pip install torch==2.13.0
@@ -21,6 +21,9 @@ lint:  ## the field's habits: ruff, snakefmt, snakemake --lint, current rule gra
 
 test: lint  ## lint, then the whole test suite
 	$(PY) -m pytest -q --durations=10
+
+test-fast:  ## the developer loop: every test not marked slow (no Snakemake run; tests/README.md)
+	$(PY) -m pytest -q -m "not slow"
 
 rulegraph:  ## rewrite the rule graph in docs/running.md
 	$(PY) tools/rulegraph.py

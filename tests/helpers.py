@@ -1,9 +1,11 @@
 """Helpers shared by several test files (fixtures live in conftest.py): a tiny encoder-decoder and a source
-batch, a translation job's spec, the quick config, a copy of the package sources."""
+batch, a translation job's spec, the quick config, a copy of the package sources, a script of tools/ as a module."""
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
+import sys
 from pathlib import Path
 
 import torch
@@ -13,6 +15,7 @@ from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SRC = REPO_ROOT / "src"
+RULE_FILES = [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk"))]
 
 
 def tiny_model(norm: str = "post", seed: int = 0, init: str = "fairseq", layers: int = 2, fast: bool = True,
@@ -82,3 +85,11 @@ def copy_src(dest: Path) -> Path:
 def quick_config() -> dict:
     """config/quick.yaml laid over its base, validated, the schema's defaults filled in."""
     return load_config(REPO_ROOT / "config" / "quick.yaml")
+
+
+def load_tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "tools" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module

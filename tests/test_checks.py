@@ -62,6 +62,7 @@ def test_ratio_pseudo_values_give_the_delta_method():
     assert np.var(ps, ddof=1) / len(ps) == pytest.approx(var)
 
 
+@pytest.mark.slow
 def test_simultaneous_band_fails_by_chance_at_most_alpha():
     """33 layers x 5 seeds of N(0, 1) deviations (the theory right): the Bonferroni band fails <= 5% of the time,
     the pointwise 95% intervals (the old check) most of the time."""

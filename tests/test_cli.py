@@ -11,12 +11,12 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from helpers import RULE_FILES
 
 from sigprop import cli
 from sigprop.codehash import ENTRY_POINTS
 
 ROOT = Path(__file__).resolve().parents[1]
-RULE_FILES = [ROOT / "Snakefile", *sorted((ROOT / "workflow" / "rules").glob("*.smk"))]
 
 
 def commands() -> dict[str, argparse.ArgumentParser]:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from helpers import copy_src, job_spec, quick_config
+from helpers import RULE_FILES, copy_src, job_spec, quick_config
 
 import sigprop.codehash as codehash
 from sigprop.codehash import ENTRY_POINTS, closure, code_hash, module_hash
@@ -73,10 +73,6 @@ def test_a_task_looking_up_a_rule_is_found(tmp_path):
 
 
 # ---------------------------------------------------------------- the import-closure walk
-
-
-RULE_FILES = [REPO_ROOT / "Snakefile", *sorted((REPO_ROOT / "workflow" / "rules").glob("*.smk"))]
-
 
 TARGET_RULES = {"all", "unknown_figure"}  # rules that run no code
 

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import load_tool
 
 from sigprop.analysis import report
 from sigprop.config import load_layered
@@ -18,21 +17,13 @@ PAGES = [ROOT / "README.md", ROOT / "CONTRIBUTING.md", ROOT / "config" / "README
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 
 
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
 def _slug(heading: str) -> str:
     """GitHub's anchor of a Markdown heading."""
     return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
 
 
 def test_config_table_is_current():
-    assert _tool("config_table").main(["--check"]) == 0, "run `python tools/config_table.py`"
+    assert load_tool("config_table").main(["--check"]) == 0, "run `python tools/config_table.py`"
 
 
 def _keys(data: dict) -> set[str]:

@@ -112,6 +112,7 @@ def test_figS6_table_layer_zero_is_the_input_and_pseudo_values_average_to_the_es
     assert np.mean(r.seed_values) == pytest.approx(r["mean"]) and len(r.seeds) == 20
 
 
+@pytest.mark.slow
 def test_figS6_theory_checks_pass_on_the_build_and_fail_on_a_mutation(s6_table, monkeypatch):
     rows = checks.figS6(s6_table)
     band = [c for c in rows if "vs closed recursion" in c.name]
@@ -126,6 +127,7 @@ def test_figS6_theory_checks_pass_on_the_build_and_fail_on_a_mutation(s6_table, 
     assert not any(c.status == "failed" for c in bidirectional)
 
 
+@pytest.mark.slow
 def test_figS6_causal_against_bidirectional_check_follows_the_measurement(s6_table):
     t = s6_table
     rows = [c for c in checks.figS6(t) if "causal attention collapses" in c.name]

@@ -2,25 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import load_tool
 
 from sigprop.io import write_table
-
-TOOLS = Path(__file__).resolve().parents[1] / "tools"
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, TOOLS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 def _run(root: Path, value: float, wall: float) -> Path:
@@ -32,7 +21,7 @@ def _run(root: Path, value: float, wall: float) -> Path:
 
 
 def test_compare_runs_tells_a_changed_value_from_a_changed_wall_time(tmp_path, capsys):
-    compare = _tool("compare_runs")
+    compare = load_tool("compare_runs")
     a = _run(tmp_path / "a", 2.0, wall=10.0)
     assert compare.main([str(a), str(_run(tmp_path / "same", 2.0, wall=99.0))]) == 0  # only wall-clock differs
     assert "identical" in capsys.readouterr().out
@@ -44,7 +33,7 @@ def test_compare_runs_tells_a_changed_value_from_a_changed_wall_time(tmp_path, c
 
 
 def test_record_results_rewrites_only_its_part_of_the_page(tmp_path):
-    record = _tool("record_results")
+    record = load_tool("record_results")
     run = tmp_path / "run"
     (run / "results" / "benchmarks" / "translation" / "m").mkdir(parents=True)
     (run / "results" / "benchmarks" / "translation" / "m" / "seed~0.tsv").write_text("s\th:m:s\n12.5\t0:00:12\n")
@@ -64,7 +53,7 @@ def test_record_results_rewrites_only_its_part_of_the_page(tmp_path):
 @pytest.mark.slow
 def test_rulegraph_is_the_same_whatever_results_holds_and_whether_the_data_is_there(workflow_copy, monkeypatch):
     """`make test` after `make quick`: the graph does not follow this checkout's results/ or $SIGPROP_IWSLT_DIR."""
-    rulegraph = _tool("rulegraph")
+    rulegraph = load_tool("rulegraph")
     fresh = workflow_copy()  # a fresh clone: no results/, no data
     monkeypatch.delenv("SIGPROP_IWSLT_DIR", raising=False)
     drawn_fresh = rulegraph.rulegraph(fresh)
