@@ -462,7 +462,7 @@ def test_fig06_means_over_runs_that_did_not_diverge():
 
 
 def test_table1_beside_the_papers_values_in_the_papers_order():
-    """tests/test_translation.py: means, diverged counts, the default order; here: paper column, diff, order."""
+    """tests/test_translation_results.py: means, diverged counts, the default order; here: paper column, diff, order."""
     paper = {"sgd_postln": 11.0, "adam_postln": 30.0}
     t = aggregate.table1(_eval_rows(), paper)
     assert list(zip(t.method, t.layers)) == [("sgd_postln", 6), ("adam_postln", 2), ("adam_postln", 6)]

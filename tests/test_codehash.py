@@ -298,7 +298,7 @@ def test_translation_job_whose_code_changed_trains_from_update_0(copy_data, tmp_
     assert torch.load(out / "state" / "last.pt", weights_only=True)["update"] == 10
     monkeypatch.setattr(TranslationTask, "tau_setter", original)
     # the model edited after the kill: the code the job imports is no longer the code of the checkpoint
-    # (unchanged code resumes at update 10: tests/test_translation.py::test_resume_gives_the_same_parameters)
+    # (unchanged code resumes at update 10: tests/test_translation_job.py::test_resume_gives_the_same_parameters)
     edited = _edited_copy(tmp_path, "sigprop/model/blocks.py")
     monkeypatch.setattr(codehash, "default_src", lambda: edited)
     summary = train_and_evaluate(spec, copy_data, out)
