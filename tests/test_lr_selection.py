@@ -158,7 +158,7 @@ def test_the_winner_continued_from_its_checkpoint_equals_a_straight_run(copy_dat
     points = _prefixes(spec, copy_data, tmp_path / "select")
     prefix = json.loads(points[0].read_text())["summary"]
     assert prefix["select_update"] == 10 and prefix["updates"] == 10 and math.isfinite(prefix["select_valid_loss"])
-    sel = selection.select(spec, points, copy_data, tmp_path / "select" / "selection.json")
+    sel = selection.select(spec, points, copy_data, tmp_path / "select" / "selection.json", train_prefix)
     losses = {p["lr"]: p["valid_loss"] for p in sel["points"]}
     assert sel["lr"] == min(losses, key=losses.get) and sel["extension"] is None
     table = pd.read_parquet(tmp_path / "select" / "selection.parquet")
@@ -187,7 +187,7 @@ def test_the_winner_continued_from_its_checkpoint_equals_a_straight_run(copy_dat
 def test_an_edge_winner_trains_one_extension_and_fig_s8_reads_the_selection(copy_data, tmp_path, monkeypatch):
     spec = grid_spec(lr=(0.02, 0.04))
     points = _prefixes(spec, copy_data, tmp_path / "select")
-    sel = selection.select(spec, points, copy_data, tmp_path / "select" / "selection.json")
+    sel = selection.select(spec, points, copy_data, tmp_path / "select" / "selection.json", train_prefix)
     first = min(((p["lr"], p["valid_loss"]) for p in sel["points"] if not p["extension"]), key=lambda x: x[1])[0]
     assert sel["first_winner"] == first  # two points: the winner is at an edge, so one point beyond is tried
     assert sel["extension"] == (0.08 if first == 0.04 else 0.01)

@@ -263,11 +263,13 @@ def train_translation(args: argparse.Namespace) -> None:
 
 def select_lr(args: argparse.Namespace) -> None:
     """The lr selection of one method from its grid points' prefix runs (one edge extension trained if needed)."""
+    from sigprop.tasks.translation.job import train_prefix
     from sigprop.tasks.translation.selection import select
 
     _log_info()
     _torch_threads()
-    print(json.dumps(select(json.loads(args.spec), args.points, args.data, args.out), indent=2, default=str))
+    sel = select(json.loads(args.spec), args.points, args.data, args.out, train_prefix)
+    print(json.dumps(sel, indent=2, default=str))
 
 
 def evaluate_translation(args: argparse.Namespace) -> None:

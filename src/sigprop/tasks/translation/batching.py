@@ -100,7 +100,7 @@ def make_batch(dataset, indices: Sequence[int], pad: int, eos: int) -> dict[str,
     """Collate ``dataset[i]`` for ``i`` in ``indices`` (a :class:`~sigprop.data.iwslt.binarize.TranslationPairs`).
 
     For a binarised split the batch is gathered from its flat token arrays in a few vectorised
-    operations; the result equals :func:`collate` of the pairs (tests/test_translation.py), which
+    operations; the result equals :func:`collate` of the pairs (tests/test_fastpath.py), which
     serves any other dataset.
     """
     arrays = flat_arrays(dataset)

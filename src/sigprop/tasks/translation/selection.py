@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -177,12 +177,17 @@ def read_point(path: str | Path) -> tuple[float, float]:
 
 
 def select(
-    spec: Mapping[str, Any], point_paths: Sequence[str | Path], data_dir: str | Path, out_file: str | Path
+    spec: Mapping[str, Any],
+    point_paths: Sequence[str | Path],
+    data_dir: str | Path,
+    out_file: str | Path,
+    train_prefix: Callable[[Mapping[str, Any], str | Path, Path, float], Any],
 ) -> dict[str, Any]:
-    """The ``select_lr`` job: decide from the prefix runs, train the one edge extension if the rule asks, decide
-    again, and write ``selection.json`` (every point, the winner, its checkpoint, the rule and the reason)."""
+    """The ``select_lr`` job: decide from the prefix runs, train the one edge extension if the rule asks (with
+    ``train_prefix(spec, data_dir, out_dir, lr)``, :func:`sigprop.tasks.translation.job.train_prefix`: passed in,
+    so that this module does not import the training job that imports it), decide again, and write
+    ``selection.json`` (every point, the winner, its checkpoint, the rule and the reason)."""
     from sigprop.io import atomic_path, provenance, write_table
-    from sigprop.tasks.translation.job import train_prefix
 
     rule = spec["selection"]
     dirs = {}
