@@ -2,19 +2,7 @@
 # (sigprop.tasks.probe, docs/supplementary.md). One job per grid point of experiments.model_probe. The figure
 # needs the optional extra "models" (pip install -e ".[models]"): without it the default target skips it
 # (registry FigureSpec.extra) and says what to install at the end of the run; the rest is unaffected.
-MODEL_PROBE = "model_probe"
-
-
-def probe_spec(wildcards):
-    """The JSON spec of one Fig S7 job (experiments.model_probe)."""
-    path = (
-        f"results/raw/{MODEL_PROBE}/{wildcards.point}/seeds~{wildcards.seeds}.parquet"
-    )
-    if path not in JOBS:
-        raise ValueError(
-            f"{path} is not a job of this config (experiments.{MODEL_PROBE})"
-        )
-    return JOBS[path].spec
+# Helpers: supplementary_common.smk.
 
 
 rule simulate_probe:
@@ -42,13 +30,3 @@ rule simulate_probe:
 
 # results/raw/model_probe/... also matches the generic simulate rule's pattern
 ruleorder: simulate_probe > simulate
-
-
-def print_extras_message():
-    """At the end of a run: the requested figures skipped because an optional extra is not installed."""
-    missing = [
-        FIGURES[f].install_hint for f in config["figures"] if not FIGURES[f].installed
-    ]
-    if missing:
-        bar = "=" * 100
-        print(f"\n{bar}\nskipped: " + "; ".join(missing) + f"\n{bar}")
