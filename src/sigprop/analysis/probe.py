@@ -88,33 +88,34 @@ def _missing(name: str, needs: str) -> Check:
 def std_checks(t: pd.DataFrame) -> list[Check]:
     """GPT-2 as built: c_proj std = 0.02/sqrt(2L) (fails only on evidence against it); unscaled: rejected."""
     out = []
-    built = std_pvalues(t, "gpt2", "built")
-    name = "figS7 GPT-2 as built: per-block c_proj std = 0.02/sqrt(2L) (max |std / (0.02/sqrt(2L)) - 1|)"
-    if built.empty:
-        out.append(_missing(name, "gpt2"))
-    else:
-        m = len(built)
-        alpha = 1 - bonferroni_level(m)
-        bad = int((built.p < alpha).sum())
-        depths = sorted(int(d) for d in built.n_layers.unique())
-        out.append(Check(name, "figS7", "0", float((built.rel - 1).abs().max()),
-                         f"two-sided chi-square test of N(0, (0.02/sqrt(2L))^2) per block and seed ({m} blocks x seeds "
-                         f"over depths {depths}, Bonferroni at {SIGNIFICANCE_LEVEL}); {bad} rejected, smallest p = "
-                         f"{_p(built.p.min())}", bad == 0))
-    unscaled = std_pvalues(t, "gpt2", "unscaled")
-    name = "figS7 GPT-2 with c_proj unscaled (transformers 5.14.1, #47458): the std check rejects it at every depth"
-    if unscaled.empty:
-        out.append(_missing(name, "gpt2"))
-    else:
-        m = len(unscaled)
-        alpha = 1 - bonferroni_level(m)
-        per_depth = unscaled.groupby("n_layers").p.min()
-        ok = bool((per_depth < alpha).all())
-        out.append(Check(name + " (median std / (0.02/sqrt(2L)) at the largest depth)", "figS7", "rejected",
-                         float(unscaled[unscaled.n_layers == unscaled.n_layers.max()].rel.median()),
-                         f"the same test (Bonferroni over {m}); smallest p per depth: "
-                         + ", ".join(f"L={int(d)}: {_p(p)}" for d, p in per_depth.items()), ok))
+    for arm, name, decide in (
+        ("built", "figS7 GPT-2 as built: per-block c_proj std = 0.02/sqrt(2L) (max |std / (0.02/sqrt(2L)) - 1|)",
+         _std_built),
+        ("unscaled", "figS7 GPT-2 with c_proj unscaled (transformers 5.14.1, #47458): the std check rejects it at "
+         "every depth", _std_unscaled),
+    ):
+        pv = std_pvalues(t, "gpt2", arm)
+        out.append(_missing(name, "gpt2") if pv.empty else decide(name, pv, 1 - bonferroni_level(len(pv))))
     return out
+
+
+def _std_built(name: str, built: pd.DataFrame, alpha: float) -> Check:
+    """Passed unless a block's std is rejected (chi-square, Bonferroni over blocks x seeds)."""
+    bad = int((built.p < alpha).sum())
+    depths = sorted(int(d) for d in built.n_layers.unique())
+    return Check(name, "figS7", "0", float((built.rel - 1).abs().max()),
+                 f"two-sided chi-square test of N(0, (0.02/sqrt(2L))^2) per block and seed ({len(built)} blocks x "
+                 f"seeds over depths {depths}, Bonferroni at {SIGNIFICANCE_LEVEL}); {bad} rejected, smallest p = "
+                 f"{_p(built.p.min())}", bad == 0)
+
+
+def _std_unscaled(name: str, unscaled: pd.DataFrame, alpha: float) -> Check:
+    """Passed if the same test rejects the unscaled arm at every depth."""
+    per_depth = unscaled.groupby("n_layers").p.min()
+    return Check(name + " (median std / (0.02/sqrt(2L)) at the largest depth)", "figS7", "rejected",
+                 float(unscaled[unscaled.n_layers == unscaled.n_layers.max()].rel.median()),
+                 f"the same test (Bonferroni over {len(unscaled)}); smallest p per depth: "
+                 + ", ".join(f"L={int(d)}: {_p(p)}" for d, p in per_depth.items()), bool((per_depth < alpha).all()))
 
 
 def xcheck_checks(t: pd.DataFrame) -> list[Check]:

@@ -8,6 +8,7 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any
 
 import pandas as pd
@@ -65,6 +66,18 @@ def _lm_loss(logits: Tensor, ids: Tensor, causal: bool) -> Tensor:
     return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), ids.reshape(-1))
 
 
+def _weights(*paths: str) -> Callable[[nn.Module], list[Tensor]]:
+    """A block -> the weights of its linear layers at these attribute paths (e.g. ``"self_attn.o_proj"``)."""
+    getters = [attrgetter(f"{path}.weight") for path in paths]
+    return lambda block: [get(block) for get in getters]
+
+
+def _grads(*paths: str) -> Callable[[nn.Module], tuple[Tensor, ...]]:
+    """A block -> the gradients of the weights at these attribute paths (the query, key and value projections)."""
+    weights = _weights(*paths)
+    return lambda block: tuple(w.grad for w in weights(block))
+
+
 def build(p: Mapping[str, Any], seed: int) -> Built:
     """Build ``p['model']`` at depth ``n_layers`` with the library's init from ``torch.manual_seed(seed)``, apply
     the arm, and bind the fixed batch and the loss."""
@@ -90,8 +103,7 @@ def build(p: Mapping[str, Any], seed: int) -> Built:
         def qkv(b: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
             return tuple(b.attn.c_attn.weight.grad.split(d, dim=1))  # Conv1D: (in, 3 d), q | k | v
 
-        def out_weights(b: nn.Module) -> list[Tensor]:
-            return [b.attn.c_proj.weight, b.mlp.c_proj.weight]
+        out_weights = _weights("attn.c_proj", "mlp.c_proj")
 
         def head_loss(h: Tensor) -> Tensor:
             return _lm_loss(model.lm_head(h), batch["input_ids"], causal=True)
@@ -107,12 +119,8 @@ def build(p: Mapping[str, Any], seed: int) -> Built:
         model = tf.BertForMaskedLM(cfg)
         blocks = list(model.bert.encoder.layer)
 
-        def qkv(b: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
-            s = b.attention.self
-            return s.query.weight.grad, s.key.weight.grad, s.value.weight.grad
-
-        def out_weights(b: nn.Module) -> list[Tensor]:
-            return [b.attention.output.dense.weight, b.output.dense.weight]
+        qkv = _grads("attention.self.query", "attention.self.key", "attention.self.value")
+        out_weights = _weights("attention.output.dense", "output.dense")
 
         def head_loss(h: Tensor) -> Tensor:
             return _lm_loss(model.cls(h), batch["input_ids"], causal=False)
@@ -123,12 +131,8 @@ def build(p: Mapping[str, Any], seed: int) -> Built:
         model = tf.LlamaForCausalLM(cfg)
         blocks = list(model.model.layers)
 
-        def qkv(b: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
-            a = b.self_attn
-            return a.q_proj.weight.grad, a.k_proj.weight.grad, a.v_proj.weight.grad
-
-        def out_weights(b: nn.Module) -> list[Tensor]:
-            return [b.self_attn.o_proj.weight, b.mlp.down_proj.weight]
+        qkv = _grads("self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj")
+        out_weights = _weights("self_attn.o_proj", "mlp.down_proj")
 
         head_loss = None
         if arm == "scaled":
@@ -144,12 +148,8 @@ def build(p: Mapping[str, Any], seed: int) -> Built:
         model = tf.ViTForImageClassification(cfg)
         blocks = list(model.vit.layers)
 
-        def qkv(b: nn.Module) -> tuple[Tensor, Tensor, Tensor]:
-            a = b.attention
-            return a.q_proj.weight.grad, a.k_proj.weight.grad, a.v_proj.weight.grad
-
-        def out_weights(b: nn.Module) -> list[Tensor]:
-            return [b.attention.o_proj.weight, b.mlp.fc2.weight]
+        qkv = _grads("attention.q_proj", "attention.k_proj", "attention.v_proj")
+        out_weights = _weights("attention.o_proj", "mlp.fc2")
 
         head_loss = None
     if twin:
