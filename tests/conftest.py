@@ -4,7 +4,6 @@ a synthetic copy-task corpus in the binarised IWSLT format (``copy_data``)."""
 from __future__ import annotations
 
 import os
-import random
 import shutil
 import subprocess
 import sys
@@ -18,8 +17,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # first on sys.path here, and first on PYTHONPATH for the commands the tests start.
 sys.path.insert(0, str(REPO_ROOT / "src"))
 os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT / "src"), os.environ.get("PYTHONPATH")) if p)
-from sigprop.data.iwslt.binarize import binarize  # noqa: E402 (after the path above)
-from sigprop.data.iwslt.textio import write_lines  # noqa: E402
+from helpers import copy_corpus  # noqa: E402 (after the path above: helpers imports sigprop)
 
 SCHEMA = REPO_ROOT / "workflow" / "schemas" / "config.schema.yaml"
 # What a copy of the workflow needs besides src/ (names that do not exist are skipped); the report reads
@@ -119,17 +117,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
     items.sort(key=lambda item: item.nodeid.startswith("tests/test_slurm.py"))
 
 
-WORDS = "the cat sat on a mat and dog ran far away".split()
-
-
 @pytest.fixture(scope="module")
 def copy_data(tmp_path_factory) -> Path:
     """A synthetic 'translate = copy' corpus in the binarised IWSLT format."""
-    d = tmp_path_factory.mktemp("copydata")
-    rng = random.Random(0)
-    for split, n in (("train", 64), ("valid", 8), ("test", 6)):
-        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 7))) for _ in range(n)]
-        write_lines(d / f"{split}.de", lines)
-        write_lines(d / f"{split}.en", lines)
-    binarize(d)
-    return d
+    return copy_corpus(tmp_path_factory.mktemp("copydata"))

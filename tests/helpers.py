@@ -4,6 +4,7 @@ batch, a translation job's spec, the quick config, a copy of the package sources
 from __future__ import annotations
 
 import importlib.util
+import random
 import shutil
 import sys
 from pathlib import Path
@@ -11,6 +12,8 @@ from pathlib import Path
 import torch
 
 from sigprop.config import load_config
+from sigprop.data.iwslt.binarize import binarize
+from sigprop.data.iwslt.textio import write_lines
 from sigprop.model import EncoderDecoder, ModelConfig, Seq2SeqConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -93,3 +96,17 @@ def load_tool(name: str):
     sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
+
+
+COPY_WORDS = "the cat sat on a mat and dog ran far away".split()
+
+
+def copy_corpus(d: Path, sizes: tuple[int, int, int] = (64, 8, 6), max_words: int = 7) -> Path:
+    """A synthetic 'translate = copy' corpus in the binarised IWSLT format in ``d`` (train, valid, test sizes)."""
+    rng = random.Random(0)
+    for split, n in zip(("train", "valid", "test"), sizes, strict=True):
+        lines = [" ".join(rng.choice(COPY_WORDS) for _ in range(rng.randint(3, max_words))) for _ in range(n)]
+        write_lines(d / f"{split}.de", lines)
+        write_lines(d / f"{split}.en", lines)
+    binarize(d)
+    return d

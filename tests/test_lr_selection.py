@@ -7,23 +7,20 @@ from __future__ import annotations
 
 import json
 import math
-import random
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
+from helpers import copy_corpus
 
 from sigprop.analysis import lr_selection as figS8
 from sigprop.config import load_config
-from sigprop.data.iwslt.binarize import binarize
-from sigprop.data.iwslt.textio import write_lines
 from sigprop.tasks.translation import selection
 from sigprop.tasks.translation.job import fingerprint, train, train_prefix
 from sigprop.tasks.translation.plan import Run, check_config, run_spec
 from sigprop.tasks.translation.task import TranslationTask
 
-WORDS = "the cat sat on a mat and dog ran far away".split()
 RULE = {"fraction": 0.4, "tie_tolerance": 0.0, "ties": "smaller_lr", "extend_edge": True}
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -111,15 +108,8 @@ def test_quick_exercises_the_selection_for_one_method(repo_root):
 
 @pytest.fixture(scope="module")
 def copy_data(tmp_path_factory) -> Path:
-    """A synthetic 'translate = copy' corpus in the binarised IWSLT format."""
-    d = tmp_path_factory.mktemp("copydata")
-    rng = random.Random(0)
-    for split, n in (("train", 48), ("valid", 6), ("test", 4)):
-        lines = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(3, 6))) for _ in range(n)]
-        write_lines(d / f"{split}.de", lines)
-        write_lines(d / f"{split}.en", lines)
-    binarize(d)
-    return d
+    """A smaller copy corpus than conftest's (48 training pairs): the selection tests train several runs."""
+    return copy_corpus(tmp_path_factory.mktemp("copydata"), sizes=(48, 6, 4), max_words=6)
 
 
 def grid_spec(lr=(0.05, 0.1), **rule) -> dict:
