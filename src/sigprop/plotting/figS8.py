@@ -42,7 +42,8 @@ def plot(tables: dict[str, pd.DataFrame], style: Style) -> Figure:
         ax.set_xticks(lrs, [f"{x:g}" for x in lrs], rotation=45)
         ax.minorticks_off()
         upd = sorted(sub.select_update.unique())
-        ax.set_title(f"({chr(97 + j)}) {opt}: update {'/'.join(str(int(u)) for u in upd)}", loc="left")
+        ax.set_title(f"({chr(97 + j)}) optimizers.{opt}, selected at update {'/'.join(str(int(u)) for u in upd)}",
+                     loc="left")
         ax.set_xlabel("learning rate")
         if j == 0:
             ax.set_ylabel("validation loss (seed 0)")
